@@ -1,0 +1,36 @@
+// What every prom binary shares: --version, --config/--set/--print-config, thread setup, and the
+// top-level error handling that turns any failure into one line on stderr and an exit code
+// (2: usage or config error, 1: runtime failure).
+#pragma once
+#include <CLI/CLI.hpp>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "config/config.h"
+
+namespace prom::app {
+
+struct ConfigFlags {
+  std::string config_path;
+  std::vector<std::string> overrides;  // --set key=value, repeatable
+  bool print_config = false;
+  int threads = -1;                    // -1: from the config
+};
+
+// Multi-line version report: prom, LibTorch, CUDA, OpenCV, threads, BLAS, allocator.
+std::string version_text(const std::string& prog);
+
+// Adds --config, --set, --print-config and --threads.
+void add_config_flags(CLI::App& app, ConfigFlags& flags, bool config_required);
+
+// Loads the config named by the flags and sets LibTorch's thread count from it.
+config::Config load_config(const ConfigFlags& flags);
+
+// Parses argv (adding --version), runs `body`, maps exceptions to one-line errors and exit codes.
+int run(CLI::App& app, int argc, char** argv, const std::function<int()>& body);
+
+// Prints "prog: error: message" as one line on stderr.
+void print_error(const std::string& prog, const std::string& message);
+
+}  // namespace prom::app

@@ -1,0 +1,135 @@
+#include "model/mobilenetv2.h"
+
+#include <algorithm>
+
+namespace prom::model {
+namespace {
+
+namespace nn = torch::nn;
+
+// Appends the conv's LayerInfo.
+ConvNormAct conv_bn_relu6(int64_t in, int64_t out, int64_t kernel, int64_t stride, int64_t groups,
+                             LayerRole role, const std::string& name, std::vector<LayerInfo>* layers) {
+  int64_t padding = (kernel - 1) / 2;
+  auto conv = nn::Conv2d(nn::Conv2dOptions(in, out, kernel).stride(stride).padding(padding).groups(groups).bias(false));
+  auto bn = nn::BatchNorm2d(out);
+  ConvNormAct seq(conv, bn, nn::ReLU6(nn::ReLU6Options().inplace(true)));
+  LayerInfo info;
+  info.name = name + ".0";
+  info.role = role;
+  info.in_channels = in;
+  info.out_channels = out;
+  info.kernel = kernel;
+  info.stride = stride;
+  info.padding = padding;
+  info.groups = groups;
+  info.bn_name = name + ".1";
+  info.conv = conv;
+  info.bn = bn;
+  layers->push_back(info);
+  return seq;
+}
+
+struct BlockSetting {
+  int64_t expand, channels, repeats, stride;
+};
+constexpr BlockSetting kSettings[] = {{1, 16, 1, 1},  {6, 24, 2, 2},  {6, 32, 3, 2}, {6, 64, 4, 2},
+                                      {6, 96, 3, 1},  {6, 160, 3, 2}, {6, 320, 1, 1}};
+
+}  // namespace
+
+int64_t make_divisible(double v, int64_t divisor) {
+  int64_t new_v = std::max<int64_t>(divisor, static_cast<int64_t>(v + divisor / 2.0) / divisor * divisor);
+  if (static_cast<double>(new_v) < 0.9 * v) new_v += divisor;
+  return new_v;
+}
+
+InvertedResidualImpl::InvertedResidualImpl(nn::Sequential conv_, bool use_residual)
+    : conv(register_module("conv", conv_)), use_residual_(use_residual) {}
+
+torch::Tensor InvertedResidualImpl::forward(torch::Tensor x) {
+  return use_residual_ ? x + conv->forward(x) : conv->forward(x);
+}
+
+MobileNetV2Impl::MobileNetV2Impl(const MobileNetV2Options& o) {
+  int64_t input_channel = make_divisible(32 * o.width_mult, o.round_nearest);
+  int64_t last_channel = make_divisible(1280 * std::max(1.0, o.width_mult), o.round_nearest);
+  int stride_one_left = o.stride_one_stages;  // stages at the input end that skip their downsampling
+
+  features = nn::Sequential();
+  int64_t stem_stride = stride_one_left > 0 ? 1 : 2;
+  if (stride_one_left > 0) --stride_one_left;
+  features->push_back(conv_bn_relu6(3, input_channel, 3, stem_stride, 1, LayerRole::kStem, "features.0", &layers_));
+
+  for (const auto& s : kSettings) {
+    int64_t output_channel = make_divisible(s.channels * o.width_mult, o.round_nearest);
+    int64_t stage_stride = s.stride;
+    if (stage_stride == 2 && stride_one_left > 0) {
+      stage_stride = 1;
+      --stride_one_left;
+    }
+    for (int64_t i = 0; i < s.repeats; ++i) {
+      int64_t stride = i == 0 ? stage_stride : 1;
+      std::string block = "features." + std::to_string(features->size()) + ".conv";
+      int64_t hidden = static_cast<int64_t>(std::round(input_channel * static_cast<double>(s.expand)));
+      nn::Sequential conv;
+      if (s.expand != 1)
+        conv->push_back(conv_bn_relu6(input_channel, hidden, 1, 1, 1, LayerRole::kPointwiseExpand,
+                                      block + "." + std::to_string(conv->size()), &layers_));
+      conv->push_back(conv_bn_relu6(hidden, hidden, 3, stride, hidden, LayerRole::kDepthwise,
+                                    block + "." + std::to_string(conv->size()), &layers_));
+      // Linear projection: 1x1 conv + BN, no activation.
+      auto project = nn::Conv2d(nn::Conv2dOptions(hidden, output_channel, 1).bias(false));
+      auto bn = nn::BatchNorm2d(output_channel);
+      LayerInfo info;
+      info.name = block + "." + std::to_string(conv->size());
+      info.role = LayerRole::kPointwiseProject;
+      info.in_channels = hidden;
+      info.out_channels = output_channel;
+      info.bn_name = block + "." + std::to_string(conv->size() + 1);
+      info.conv = project;
+      info.bn = bn;
+      layers_.push_back(info);
+      conv->push_back(project);
+      conv->push_back(bn);
+      features->push_back(InvertedResidual(conv, stride == 1 && input_channel == output_channel));
+      input_channel = output_channel;
+    }
+  }
+  std::string last = "features." + std::to_string(features->size());
+  features->push_back(conv_bn_relu6(input_channel, last_channel, 1, 1, 1, LayerRole::kLastConv, last, &layers_));
+  register_module("features", features);
+
+  auto linear = nn::Linear(last_channel, o.num_classes);
+  classifier = register_module("classifier", nn::Sequential(nn::Dropout(o.dropout), linear));
+  LayerInfo head;
+  head.name = "classifier.1";
+  head.role = LayerRole::kClassifier;
+  head.is_linear = true;
+  head.in_channels = last_channel;
+  head.out_channels = o.num_classes;
+  head.linear = linear;
+  layers_.push_back(head);
+
+  // torchvision's initialisation.
+  torch::NoGradGuard no_grad;
+  for (auto& info : layers_) {
+    if (info.conv) nn::init::kaiming_normal_(info.conv->weight, 0.0, torch::kFanOut);
+    if (info.bn) {
+      nn::init::ones_(info.bn->weight);
+      nn::init::zeros_(info.bn->bias);
+    }
+    if (info.linear) {
+      nn::init::normal_(info.linear->weight, 0.0, 0.01);
+      nn::init::zeros_(info.linear->bias);
+    }
+  }
+}
+
+torch::Tensor MobileNetV2Impl::forward(torch::Tensor x) {
+  x = features->forward(x);
+  x = torch::adaptive_avg_pool2d(x, {1, 1}).flatten(1);
+  return classifier->forward(x);
+}
+
+}  // namespace prom::model

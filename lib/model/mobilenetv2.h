@@ -1,0 +1,55 @@
+// MobileNetV2 (Sandler et al. 2018) exactly as torchvision defines it, with torchvision's
+// state-dict names (features.0.0.weight, features.1.conv.0.0.weight, classifier.1.weight, ...).
+#pragma once
+#include "model/layer.h"
+
+namespace prom::model {
+
+struct MobileNetV2Options {
+  int64_t num_classes = 1000;
+  double width_mult = 1.0;
+  int round_nearest = 8;
+  double dropout = 0.2;
+  // Small inputs (28-64 px): the first N stride-2 stages (stem first) run at stride 1.
+  int stride_one_stages = 0;
+};
+
+// torchvision's _make_divisible: round to a multiple of `divisor`, never more than 10% below v.
+int64_t make_divisible(double v, int64_t divisor);
+
+class MobileNetV2Impl : public ClassifierModel {
+ public:
+  explicit MobileNetV2Impl(const MobileNetV2Options& options);
+  torch::Tensor forward(torch::Tensor x) override;
+  const std::vector<LayerInfo>& layers() const override { return layers_; }
+  std::string arch() const override { return "mobilenet_v2"; }
+
+  torch::nn::Sequential features{nullptr};
+  torch::nn::Sequential classifier{nullptr};
+
+ private:
+  std::vector<LayerInfo> layers_;
+};
+
+// Conv + BN + ReLU6 (torchvision's Conv2dNormActivation). A Sequential with a concrete forward(), so
+// that it can sit inside another Sequential.
+class ConvNormActImpl : public torch::nn::SequentialImpl {
+ public:
+  using SequentialImpl::SequentialImpl;
+  torch::Tensor forward(torch::Tensor x) { return SequentialImpl::forward(x); }
+};
+TORCH_MODULE(ConvNormAct);
+
+// One inverted residual block: optional 1x1 expansion, 3x3 depthwise, 1x1 linear projection.
+class InvertedResidualImpl : public torch::nn::Module {
+ public:
+  InvertedResidualImpl(torch::nn::Sequential conv, bool use_residual);
+  torch::Tensor forward(torch::Tensor x);
+  torch::nn::Sequential conv{nullptr};
+
+ private:
+  bool use_residual_;
+};
+TORCH_MODULE(InvertedResidual);
+
+}  // namespace prom::model
