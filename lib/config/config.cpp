@@ -48,13 +48,21 @@ void apply_file(Config& config, const std::string& path, SeenKeys* seen, std::ve
   YAML::Node node = load_yaml_file(path);
   if (YAML::Node base = node["base"]) {
     int line = base.Mark().line + 1;
-    if (!base.IsScalar() || base.Scalar().empty())
-      throw ConfigError(path + ":" + std::to_string(line) + ": base: expected the path of a YAML file");
-    fs::path base_path = fs::path(path).parent_path() / base.Scalar();
-    std::error_code ec;
-    if (!fs::exists(base_path, ec))
-      throw ConfigError(path + ":" + std::to_string(line) + ": base: file not found: " + base_path.string());
-    apply_file(config, base_path.string(), seen, chain);
+    std::vector<YAML::Node> bases;
+    if (base.IsSequence())
+      for (const auto& b : base) bases.push_back(b);
+    else
+      bases.push_back(base);
+    for (const auto& b : bases) {
+      if (!b.IsScalar() || b.Scalar().empty())
+        throw ConfigError(path + ":" + std::to_string(line) + ": base: expected the path of a YAML file or a list of them");
+      fs::path base_path = fs::path(path).parent_path() / b.Scalar();
+      std::error_code ec;
+      if (!fs::exists(base_path, ec))
+        throw ConfigError(path + ":" + std::to_string(line) + ": base: file not found: " + base_path.string());
+      std::vector<std::string> branch = *chain;  // siblings may share a base; only ancestors form cycles
+      apply_file(config, base_path.string(), seen, &branch);
+    }
   }
   apply_layer(config, node, path, seen);
 }

@@ -1,10 +1,12 @@
 // The typed configuration of a prom run. Each section lists its keys once in visit(); see schema.h.
-// A YAML file may start with `base: other.yaml` (relative to itself) to inherit a recipe; then
+// A YAML file may start with `base: other.yaml` (relative to itself; or a list, applied in order) to
+// inherit recipes; then
 // command-line overrides (`--set optim.lr=0.1`) apply last, with the same validation.
 #pragma once
 #include <string>
 #include <vector>
 
+#include "config/quant_config.h"
 #include "config/schema.h"
 
 namespace prom::config {
@@ -77,6 +79,25 @@ struct EvalTransformConfig {
   }
 };
 
+// Random but learnable in-memory images (lib/data/tensor_source.h): prom-train, prom-eval, the
+// benchmarks and the tests run without an image dataset. A pure function of run.seed.
+struct SyntheticConfig {
+  bool enabled = false;
+  int64_t samples = 1024;       // training samples
+  int64_t eval_samples = 256;   // evaluation samples
+  int64_t image_size = 32;      // square, 3 channels
+  int64_t classes = 10;         // must equal model.num_classes
+  double noise = 1.0;           // std of the per-sample noise around each class prototype
+  template <class V> void visit(V& v) {
+    v.field("enabled", enabled);
+    v.field("samples", samples, between(1, 1e8));
+    v.field("eval_samples", eval_samples, between(1, 1e8));
+    v.field("image_size", image_size, between(4, 1024));
+    v.field("classes", classes, between(1, 1e6));
+    v.field("noise", noise, at_least(0));
+  }
+};
+
 struct DataConfig {
   std::string root;                 // dataset root, holding train_dir and val_dir
   std::string train_dir = "train";
@@ -91,6 +112,7 @@ struct DataConfig {
   std::vector<double> std = {0.229, 0.224, 0.225};
   TrainTransformConfig train_transform;
   EvalTransformConfig eval_transform;
+  SyntheticConfig synthetic;
   template <class V> void visit(V& v) {
     v.field("root", root);
     v.field("train_dir", train_dir);
@@ -105,6 +127,7 @@ struct DataConfig {
     v.field("std", std, above(0));
     v.section("train_transform", train_transform);
     v.section("eval_transform", eval_transform);
+    v.section("synthetic", synthetic);
   }
 };
 
@@ -130,6 +153,16 @@ struct DistillConfig {
   }
 };
 
+// Test hooks: make failures and interruptions reproducible in tests. Off (0) in every real recipe.
+struct TestHooksConfig {
+  int64_t nan_loss_at_iteration = 0;  // replace the loss by NaN at this global iteration (1-based)
+  int step_sleep_ms = 0;              // sleep after each step, so a test can signal mid-epoch
+  template <class V> void visit(V& v) {
+    v.field("nan_loss_at_iteration", nan_loss_at_iteration, at_least(0));
+    v.field("step_sleep_ms", step_sleep_ms, between(0, 60000));
+  }
+};
+
 struct TrainConfig {
   int epochs = 1;
   int64_t batch_size = 256;  // global batch, split across ranks
@@ -138,6 +171,7 @@ struct TrainConfig {
   int eval_every = 1;           // epochs
   EmaConfig ema;
   DistillConfig distill;
+  TestHooksConfig test_hooks;
   template <class V> void visit(V& v) {
     v.field("epochs", epochs, between(1, 100000));
     v.field("batch_size", batch_size, between(1, 1 << 20));
@@ -146,6 +180,7 @@ struct TrainConfig {
     v.field("eval_every", eval_every, at_least(1));
     v.section("ema", ema);
     v.section("distill", distill);
+    v.section("test_hooks", test_hooks);
   }
 };
 
@@ -195,6 +230,7 @@ struct Config {
   TrainConfig train;
   OptimConfig optim;
   ScheduleConfig schedule;
+  QuantConfig quant;
   std::string source;  // the file it was loaded from (not a key)
   template <class V> void visit(V& v) {
     v.section("run", run);
@@ -203,6 +239,7 @@ struct Config {
     v.section("train", train);
     v.section("optim", optim);
     v.section("schedule", schedule);
+    v.section("quant", quant);
   }
 };
 

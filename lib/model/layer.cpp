@@ -30,4 +30,24 @@ LayerRole role_from_name(const std::string& name) {
                     "' (roles: stem, depthwise, pointwise_expand, pointwise_project, last_conv, classifier)");
 }
 
+torch::Tensor HookedConv2dImpl::forward(const torch::Tensor& x) {
+  const torch::Tensor& in = input_hook ? input_hook->forward(x) : x;
+  return _conv_forward(in, weight_hook ? weight_hook->forward(weight) : weight);
+}
+
+void HookedConv2dImpl::set_hooks(std::shared_ptr<TensorHook> input, std::shared_ptr<TensorHook> w) {
+  input_hook = input ? register_module("input_quant", input) : nullptr;
+  weight_hook = w ? register_module("weight_quant", w) : nullptr;
+}
+
+torch::Tensor HookedLinearImpl::forward(const torch::Tensor& x) {
+  const torch::Tensor& in = input_hook ? input_hook->forward(x) : x;
+  return torch::linear(in, weight_hook ? weight_hook->forward(weight) : weight, bias);
+}
+
+void HookedLinearImpl::set_hooks(std::shared_ptr<TensorHook> input, std::shared_ptr<TensorHook> w) {
+  input_hook = input ? register_module("input_quant", input) : nullptr;
+  weight_hook = w ? register_module("weight_quant", w) : nullptr;
+}
+
 }  // namespace prom::model

@@ -2,6 +2,8 @@
 #pragma once
 #include <torch/torch.h>
 
+#include <functional>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -15,6 +17,33 @@ const char* role_name(LayerRole role);
 LayerRole role_from_name(const std::string& name);
 const std::vector<LayerRole>& all_roles();
 
+// A transform applied to a layer's weight or input: fake quantization (lib/quant) plugs in here, so
+// the model needs no knowledge of quantizers. The float model has none and keeps torchvision's names.
+class TensorHook : public torch::nn::Module {
+ public:
+  virtual torch::Tensor forward(const torch::Tensor& x) = 0;
+};
+
+// nn::Conv2d and nn::Linear with optional input and weight hooks (registered as the submodules
+// "input_quant" and "weight_quant", so their state lands in checkpoints).
+class HookedConv2dImpl : public torch::nn::Conv2dImpl {
+ public:
+  using torch::nn::Conv2dImpl::Conv2dImpl;
+  torch::Tensor forward(const torch::Tensor& x);
+  void set_hooks(std::shared_ptr<TensorHook> input, std::shared_ptr<TensorHook> weight);
+  std::shared_ptr<TensorHook> input_hook, weight_hook;
+};
+TORCH_MODULE(HookedConv2d);
+
+class HookedLinearImpl : public torch::nn::LinearImpl {
+ public:
+  using torch::nn::LinearImpl::LinearImpl;
+  torch::Tensor forward(const torch::Tensor& x);
+  void set_hooks(std::shared_ptr<TensorHook> input, std::shared_ptr<TensorHook> weight);
+  std::shared_ptr<TensorHook> input_hook, weight_hook;
+};
+TORCH_MODULE(HookedLinear);
+
 // One weighted layer (a convolution with its BatchNorm, or the classifier's linear layer).
 struct LayerInfo {
   std::string name;  // state-dict prefix of the weight, e.g. "features.1.conv.0.0"
@@ -23,9 +52,14 @@ struct LayerInfo {
   int64_t in_channels = 0, out_channels = 0;
   int64_t kernel = 1, stride = 1, padding = 0, groups = 1;
   std::string bn_name;                     // state-dict prefix of the following BatchNorm ("" if none)
-  torch::nn::Conv2d conv{nullptr};         // set for convolutions
+  bool input_nonnegative = false;          // the input comes from a ReLU6 (unsigned activations)
+  HookedConv2d conv{nullptr};              // set for convolutions
   torch::nn::BatchNorm2d bn{nullptr};      // set where a BatchNorm follows
-  torch::nn::Linear linear{nullptr};       // set for the classifier
+  HookedLinear linear{nullptr};            // set for the classifier
+  // Set on the projection of a residual block: a hook on the branch output before the add (the
+  // integer engine requantizes it there).
+  std::function<void(std::shared_ptr<TensorHook>)> set_residual_hook;
+  bool before_residual_add = false;
 };
 
 // The interface every classification model in the registry implements.

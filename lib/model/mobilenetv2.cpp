@@ -11,7 +11,7 @@ namespace nn = torch::nn;
 ConvNormAct conv_bn_relu6(int64_t in, int64_t out, int64_t kernel, int64_t stride, int64_t groups,
                              LayerRole role, const std::string& name, std::vector<LayerInfo>* layers) {
   int64_t padding = (kernel - 1) / 2;
-  auto conv = nn::Conv2d(nn::Conv2dOptions(in, out, kernel).stride(stride).padding(padding).groups(groups).bias(false));
+  auto conv = HookedConv2d(nn::Conv2dOptions(in, out, kernel).stride(stride).padding(padding).groups(groups).bias(false));
   auto bn = nn::BatchNorm2d(out);
   ConvNormAct seq(conv, bn, nn::ReLU6(nn::ReLU6Options().inplace(true)));
   LayerInfo info;
@@ -24,6 +24,8 @@ ConvNormAct conv_bn_relu6(int64_t in, int64_t out, int64_t kernel, int64_t strid
   info.padding = padding;
   info.groups = groups;
   info.bn_name = name + ".1";
+  // Depthwise convs follow a ReLU6 (expansion or stem); stem, expansion and last_conv read block outputs.
+  info.input_nonnegative = role == LayerRole::kDepthwise;
   info.conv = conv;
   info.bn = bn;
   layers->push_back(info);
@@ -44,11 +46,21 @@ int64_t make_divisible(double v, int64_t divisor) {
   return new_v;
 }
 
-InvertedResidualImpl::InvertedResidualImpl(nn::Sequential conv_, bool use_residual)
-    : conv(register_module("conv", conv_)), use_residual_(use_residual) {}
+InvertedResidualImpl::InvertedResidualImpl(nn::Sequential conv_, HookedConv2d first_conv, bool use_residual)
+    : conv(register_module("conv", conv_)), first_conv_(std::move(first_conv)), use_residual_(use_residual) {}
+
+void InvertedResidualImpl::set_residual_hook(std::shared_ptr<TensorHook> hook) {
+  residual_hook_ = hook ? register_module("residual_quant", hook) : nullptr;
+}
 
 torch::Tensor InvertedResidualImpl::forward(torch::Tensor x) {
-  return use_residual_ ? x + conv->forward(x) : conv->forward(x);
+  if (!use_residual_) return conv->forward(x);
+  // Under quantization the skip path carries the quantized input (what the integer engine adds);
+  // the first conv's hook is idempotent on it.
+  if (first_conv_->input_hook) x = first_conv_->input_hook->forward(x);
+  torch::Tensor branch = conv->forward(x);
+  if (residual_hook_) branch = residual_hook_->forward(branch);
+  return x + branch;
 }
 
 MobileNetV2Impl::MobileNetV2Impl(const MobileNetV2Options& o) {
@@ -73,17 +85,19 @@ MobileNetV2Impl::MobileNetV2Impl(const MobileNetV2Options& o) {
       std::string block = "features." + std::to_string(features->size()) + ".conv";
       int64_t hidden = static_cast<int64_t>(std::round(input_channel * static_cast<double>(s.expand)));
       nn::Sequential conv;
+      size_t first_layer = layers_.size();
       if (s.expand != 1)
         conv->push_back(conv_bn_relu6(input_channel, hidden, 1, 1, 1, LayerRole::kPointwiseExpand,
                                       block + "." + std::to_string(conv->size()), &layers_));
       conv->push_back(conv_bn_relu6(hidden, hidden, 3, stride, hidden, LayerRole::kDepthwise,
                                     block + "." + std::to_string(conv->size()), &layers_));
       // Linear projection: 1x1 conv + BN, no activation.
-      auto project = nn::Conv2d(nn::Conv2dOptions(hidden, output_channel, 1).bias(false));
+      auto project = HookedConv2d(nn::Conv2dOptions(hidden, output_channel, 1).bias(false));
       auto bn = nn::BatchNorm2d(output_channel);
       LayerInfo info;
       info.name = block + "." + std::to_string(conv->size());
       info.role = LayerRole::kPointwiseProject;
+      info.input_nonnegative = true;  // after the depthwise ReLU6
       info.in_channels = hidden;
       info.out_channels = output_channel;
       info.bn_name = block + "." + std::to_string(conv->size() + 1);
@@ -92,7 +106,14 @@ MobileNetV2Impl::MobileNetV2Impl(const MobileNetV2Options& o) {
       layers_.push_back(info);
       conv->push_back(project);
       conv->push_back(bn);
-      features->push_back(InvertedResidual(conv, stride == 1 && input_channel == output_channel));
+      auto block_module = InvertedResidual(conv, layers_[first_layer].conv, stride == 1 && input_channel == output_channel);
+      if (block_module->use_residual()) {
+        layers_.back().before_residual_add = true;
+        layers_.back().set_residual_hook = [impl = block_module.ptr()](std::shared_ptr<TensorHook> h) {
+          impl->set_residual_hook(std::move(h));
+        };
+      }
+      features->push_back(block_module);
       input_channel = output_channel;
     }
   }
@@ -100,12 +121,13 @@ MobileNetV2Impl::MobileNetV2Impl(const MobileNetV2Options& o) {
   features->push_back(conv_bn_relu6(input_channel, last_channel, 1, 1, 1, LayerRole::kLastConv, last, &layers_));
   register_module("features", features);
 
-  auto linear = nn::Linear(last_channel, o.num_classes);
+  auto linear = HookedLinear(last_channel, o.num_classes);
   classifier = register_module("classifier", nn::Sequential(nn::Dropout(o.dropout), linear));
   LayerInfo head;
   head.name = "classifier.1";
   head.role = LayerRole::kClassifier;
   head.is_linear = true;
+  head.input_nonnegative = true;  // average of ReLU6 outputs
   head.in_channels = last_channel;
   head.out_channels = o.num_classes;
   head.linear = linear;

@@ -43,11 +43,16 @@ TORCH_MODULE(ConvNormAct);
 // One inverted residual block: optional 1x1 expansion, 3x3 depthwise, 1x1 linear projection.
 class InvertedResidualImpl : public torch::nn::Module {
  public:
-  InvertedResidualImpl(torch::nn::Sequential conv, bool use_residual);
+  InvertedResidualImpl(torch::nn::Sequential conv, HookedConv2d first_conv, bool use_residual);
   torch::Tensor forward(torch::Tensor x);
+  // Quantizes the branch output before the residual add (set by lib/quant on residual blocks).
+  void set_residual_hook(std::shared_ptr<TensorHook> hook);
+  bool use_residual() const { return use_residual_; }
   torch::nn::Sequential conv{nullptr};
 
  private:
+  HookedConv2d first_conv_;  // its input hook also quantizes the skip path, as the integer engine does
+  std::shared_ptr<TensorHook> residual_hook_;
   bool use_residual_;
 };
 TORCH_MODULE(InvertedResidual);

@@ -1,4 +1,5 @@
 #include <catch2/catch.hpp>
+#include <filesystem>
 
 #include "config/config.h"
 #include "support/command.h"
@@ -111,11 +112,21 @@ TEST_CASE("config: the resolved YAML reads back to the same config", "[config]")
   CHECK(again.optim.weight_decay == 4e-5);
 }
 
-TEST_CASE("config: every shipped config loads", "[config]") {
-  for (const char* name : {"configs/mobilenetv2_fp32_imagenet.yaml"}) {
-    INFO(name);
-    CHECK_NOTHROW(load_config(prom::test::source(name)));
+TEST_CASE("config: every shipped recipe loads (policies/ holds fragments for base:)", "[config]") {
+  namespace fs = std::filesystem;
+  int recipes = 0;
+  for (const auto& e : fs::recursive_directory_iterator(prom::test::source("configs"))) {
+    if (e.path().extension() != ".yaml" || e.path().parent_path().filename() == "policies") continue;
+    INFO(e.path().string());
+    CHECK_NOTHROW(load_config(e.path().string()));
+    ++recipes;
   }
+  CHECK(recipes >= 2);
+  auto prom_imagenet = load_config(prom::test::source("configs/mobilenetv2_prom_imagenet.yaml"));
+  CHECK(prom_imagenet.quant.enabled);
+  CHECK(prom_imagenet.quant.rules.size() == 2);
+  CHECK(prom_imagenet.model.num_classes == 1000);  // from the first base
+  CHECK(prom_imagenet.optim.lr == 0.0005);         // the file itself wins
 }
 
 TEST_CASE("config: edit distance", "[config]") {

@@ -1,0 +1,62 @@
+// The quantization policy: rules map layer roles and/or name globs to a weight quantizer and an
+// input-activation quantizer. The first matching rule wins; a layer no rule matches stays float.
+#pragma once
+#include <string>
+#include <vector>
+
+#include "config/schema.h"
+
+namespace prom::config {
+
+struct WeightQuantConfig {
+  std::string type = "none";                // none | ternary | int8
+  std::string method = "absmean";           // ternary: absmean (BitNet b1.58) | twn (0.7 mean|W| threshold)
+  std::string granularity = "per_channel";  // per_channel (one scale per output channel) | per_tensor
+  bool learned = false;                     // int8: learned scale (LSQ) instead of max|W|/127
+  template <class V> void visit(V& v) {
+    v.field("type", type, one_of({"none", "ternary", "int8"}));
+    v.field("method", method, one_of({"absmean", "twn"}));
+    v.field("granularity", granularity, one_of({"per_channel", "per_tensor"}));
+    v.field("learned", learned);
+  }
+};
+
+struct ActQuantConfig {
+  std::string type = "none";  // none | int8 (unsigned after ReLU6, signed elsewhere; per tensor)
+  bool learned = false;       // learned step (LSQ) instead of the EMA range observer
+  template <class V> void visit(V& v) {
+    v.field("type", type, one_of({"none", "int8"}));
+    v.field("learned", learned);
+  }
+};
+
+struct QuantRule {
+  std::vector<std::string> roles;  // stem, depthwise, pointwise_expand, pointwise_project, last_conv, classifier
+  std::vector<std::string> names;  // layer-name globs, e.g. "features.1*" (fnmatch)
+  WeightQuantConfig weight;
+  ActQuantConfig input;
+  template <class V> void visit(V& v) {
+    v.field("roles", roles,
+            one_of({"stem", "depthwise", "pointwise_expand", "pointwise_project", "last_conv", "classifier"}));
+    v.field("names", names);
+    v.section("weight", weight);
+    v.section("input", input);
+  }
+};
+
+struct QuantConfig {
+  bool enabled = false;
+  std::vector<QuantRule> rules;
+  double observer_momentum = 0.01;  // EMA weight of each new batch's range (torch.ao's averaging constant)
+  int freeze_bn_after = -1;         // epochs after which BN uses running statistics (-1: never)
+  int freeze_observers_after = -1;  // epochs after which activation ranges stop moving (-1: never)
+  template <class V> void visit(V& v) {
+    v.field("enabled", enabled);
+    v.list("rules", rules);
+    v.field("observer_momentum", observer_momentum, between(0, 1));
+    v.field("freeze_bn_after", freeze_bn_after, at_least(-1));
+    v.field("freeze_observers_after", freeze_observers_after, at_least(-1));
+  }
+};
+
+}  // namespace prom::config

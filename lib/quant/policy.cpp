@@ -1,0 +1,105 @@
+#include "quant/policy.h"
+
+#include <fnmatch.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <sstream>
+
+#include "core/error.h"
+#include "quant/quantizers.h"
+
+namespace prom::quant {
+namespace {
+
+bool rule_matches(const config::QuantRule& rule, const model::LayerInfo& layer) {
+  if (!rule.roles.empty() &&
+      std::find(rule.roles.begin(), rule.roles.end(), model::role_name(layer.role)) == rule.roles.end())
+    return false;
+  if (!rule.names.empty()) {
+    bool any = false;
+    for (const auto& glob : rule.names) any = any || fnmatch(glob.c_str(), layer.name.c_str(), 0) == 0;
+    if (!any) return false;
+  }
+  return true;
+}
+
+}  // namespace
+
+std::vector<LayerAssignment> resolve_policy(const config::QuantConfig& config,
+                                            const std::vector<model::LayerInfo>& layers) {
+  std::vector<LayerAssignment> out;
+  std::vector<int> used(config.rules.size(), 0);
+  for (const auto& layer : layers) {
+    LayerAssignment a;
+    a.layer = layer.name;
+    a.role = layer.role;
+    a.input_unsigned = layer.input_nonnegative;
+    for (size_t i = 0; i < config.rules.size(); ++i) {
+      if (!rule_matches(config.rules[i], layer)) continue;
+      a.rule = static_cast<int>(i);
+      a.weight = config.rules[i].weight;
+      a.input = config.rules[i].input;
+      ++used[i];
+      break;
+    }
+    a.residual_quant = layer.before_residual_add && a.input.type != "none";
+    out.push_back(a);
+  }
+  for (size_t i = 0; i < used.size(); ++i)
+    if (used[i] == 0)
+      throw ConfigError("quant.rules[" + std::to_string(i) + "]: matches no layer of the model (check roles and names)");
+  return out;
+}
+
+std::vector<LayerAssignment> apply_policy(model::ClassifierModel& model, const config::QuantConfig& config) {
+  auto assignments = resolve_policy(config, model.layers());
+  const auto& layers = model.layers();
+  for (size_t i = 0; i < layers.size(); ++i) {
+    const auto& a = assignments[i];
+    const auto& layer = layers[i];
+    auto w = make_weight_quantizer(a.weight, layer.out_channels);
+    auto in = make_activation_quantizer(a.input, a.input_unsigned, config.observer_momentum);
+    if (layer.conv) layer.conv.ptr()->set_hooks(in, w);
+    if (layer.linear) layer.linear.ptr()->set_hooks(in, w);
+    if (a.residual_quant && layer.set_residual_hook)
+      layer.set_residual_hook(make_activation_quantizer(a.input, false, config.observer_momentum));
+  }
+  return assignments;
+}
+
+std::string format_policy(const std::vector<LayerAssignment>& assignments) {
+  std::ostringstream out;
+  char line[256];
+  std::snprintf(line, sizeof line, "%-24s %-18s %-5s %-26s %-10s %s\n", "layer", "role", "rule", "weight", "input",
+                "residual");
+  out << line;
+  for (const auto& a : assignments) {
+    std::string weight = a.weight.type == "none" ? "float"
+                         : a.weight.type == "ternary"
+                             ? "ternary " + a.weight.method + " " + a.weight.granularity
+                             : "int8 " + a.weight.granularity + (a.weight.learned ? " lsq" : "");
+    std::string input = a.input.type == "none" ? "float" : std::string(a.input_unsigned ? "uint8" : "int8") +
+                                                               (a.input.learned ? " lsq" : "");
+    std::snprintf(line, sizeof line, "%-24s %-18s %-5s %-26s %-10s %s\n", a.layer.c_str(), model::role_name(a.role),
+                  a.rule < 0 ? "-" : std::to_string(a.rule).c_str(), weight.c_str(), input.c_str(),
+                  a.residual_quant ? "int8" : "");
+    out << line;
+  }
+  return out.str();
+}
+
+void on_epoch_start(model::ClassifierModel& model, const config::QuantConfig& config, int epoch) {
+  bool observe = config.freeze_observers_after < 0 || epoch < config.freeze_observers_after;
+  for (auto& m : model.modules(false))
+    if (auto* a = dynamic_cast<ActivationQuantImpl*>(m.get())) a->set_observing(observe);
+  apply_bn_freeze(model, config, epoch);
+}
+
+void apply_bn_freeze(model::ClassifierModel& model, const config::QuantConfig& config, int epoch) {
+  if (config.freeze_bn_after < 0 || epoch < config.freeze_bn_after) return;
+  for (auto& m : model.modules(false))
+    if (auto* bn = dynamic_cast<torch::nn::BatchNorm2dImpl*>(m.get())) bn->eval();
+}
+
+}  // namespace prom::quant

@@ -1,0 +1,178 @@
+#include "quant/quantizers.h"
+
+#include <cmath>
+
+namespace prom::quant {
+namespace {
+
+// Per-group view: [groups, elements per group].
+torch::Tensor grouped(const torch::Tensor& w, bool per_channel) {
+  return per_channel ? w.reshape({w.size(0), -1}) : w.reshape({1, -1});
+}
+
+// Shape that broadcasts a [groups] vector against w.
+std::vector<int64_t> broadcast_shape(const torch::Tensor& w, bool per_channel) {
+  std::vector<int64_t> shape(w.dim(), 1);
+  if (per_channel) shape[0] = w.size(0);
+  return shape;
+}
+
+constexpr double kEps = 1e-8;
+
+// Straight-through estimator: the value of `quantized`, the gradient of the identity on `latent`.
+// (latent + (quantized - latent).detach() would be off by float rounding from the exported values.)
+struct StraightThrough : public torch::autograd::Function<StraightThrough> {
+  static torch::Tensor forward(torch::autograd::AutogradContext*, const torch::Tensor& latent,
+                               const torch::Tensor& quantized) {
+    return quantized.clone();
+  }
+  static torch::autograd::variable_list backward(torch::autograd::AutogradContext*,
+                                                 torch::autograd::variable_list grad) {
+    return {grad[0], torch::Tensor()};
+  }
+};
+
+}  // namespace
+
+// ---- ternary ----
+
+QuantizedWeight TernaryWeightImpl::quantize(const torch::Tensor& w_in) {
+  torch::NoGradGuard no_grad;
+  torch::Tensor w = w_in.to(torch::kFloat32);
+  torch::Tensor g = grouped(w, per_channel_);
+  torch::Tensor abs = g.abs();
+  torch::Tensor codes, scale;
+  if (twn_) {
+    torch::Tensor delta = 0.7 * abs.mean(1, true);
+    torch::Tensor mask = abs > delta;
+    codes = torch::sign(g) * mask;
+    torch::Tensor count = mask.sum(1, true).clamp_min(1);
+    scale = ((abs * mask).sum(1, true) / count).clamp_min(kEps);
+  } else {
+    scale = abs.mean(1, true).clamp_min(kEps);
+    codes = torch::round(g / scale).clamp(-1, 1);
+  }
+  auto shape = broadcast_shape(w, per_channel_);
+  return {codes.reshape(w.sizes()).to(torch::kInt8), scale.reshape(shape)};
+}
+
+torch::Tensor TernaryWeightImpl::forward(const torch::Tensor& w) {
+  QuantizedWeight q = quantize(w);
+  torch::Tensor wq = q.codes.to(torch::kFloat32) * q.scale;
+  return StraightThrough::apply(w.to(torch::kFloat32), wq);
+}
+
+std::string TernaryWeightImpl::describe() const {
+  return std::string("ternary ") + (twn_ ? "twn" : "absmean") + (per_channel_ ? " per-channel" : " per-tensor");
+}
+
+// ---- int8 weights ----
+
+Int8WeightImpl::Int8WeightImpl(bool per_channel, bool learned, int64_t out_channels)
+    : per_channel_(per_channel), learned_(learned) {
+  if (learned_) {
+    scale_ = register_parameter("scale", torch::ones({per_channel_ ? out_channels : 1}));
+    initialized_ = register_buffer("initialized", torch::zeros({1}));
+  }
+}
+
+torch::Tensor Int8WeightImpl::scale_of(const torch::Tensor& w) {
+  torch::NoGradGuard no_grad;
+  return (grouped(w.to(torch::kFloat32), per_channel_).abs().amax(1) / 127.0).clamp_min(kEps);
+}
+
+torch::Tensor Int8WeightImpl::forward(const torch::Tensor& w_in) {
+  torch::Tensor w = w_in.to(torch::kFloat32);
+  if (learned_) {
+    if (initialized_.item<float>() == 0) {
+      torch::NoGradGuard no_grad;
+      scale_.copy_(scale_of(w));
+      initialized_.fill_(1);
+    }
+    // LSQ gradient scaling: 1 / sqrt(elements per scale * Qp).
+    double per_scale = static_cast<double>(w.numel()) / scale_.numel();
+    double grad_factor = 1.0 / std::sqrt(per_scale * 127.0);
+    torch::Tensor zp = torch::zeros_like(scale_);
+    scale_.data().clamp_min_(kEps);
+    if (per_channel_)
+      return torch::_fake_quantize_learnable_per_channel_affine(w, scale_, zp, 0, -127, 127, grad_factor);
+    return torch::_fake_quantize_learnable_per_tensor_affine(w, scale_, zp, -127, 127, grad_factor);
+  }
+  torch::Tensor scale = scale_of(w);
+  if (per_channel_) {
+    torch::Tensor zp = torch::zeros({scale.numel()}, torch::TensorOptions().dtype(torch::kInt32).device(w.device()));
+    return torch::fake_quantize_per_channel_affine(w, scale, zp, 0, -127, 127);
+  }
+  torch::Tensor zp = torch::zeros({1}, torch::TensorOptions().dtype(torch::kInt32).device(w.device()));
+  return torch::fake_quantize_per_tensor_affine(w, scale, zp, -127, 127);
+}
+
+QuantizedWeight Int8WeightImpl::quantize(const torch::Tensor& w_in) {
+  torch::NoGradGuard no_grad;
+  torch::Tensor w = w_in.to(torch::kFloat32);
+  torch::Tensor scale = learned_ ? scale_.detach().clamp_min(kEps) : scale_of(w);
+  scale = scale.reshape(broadcast_shape(w, per_channel_));
+  torch::Tensor codes = torch::round(w / scale).clamp(-127, 127).to(torch::kInt8);
+  return {codes, scale};
+}
+
+std::string Int8WeightImpl::describe() const {
+  return std::string("int8 ") + (per_channel_ ? "per-channel" : "per-tensor") + (learned_ ? " LSQ" : " max");
+}
+
+// ---- activations ----
+
+ActivationQuantImpl::ActivationQuantImpl(bool is_unsigned, bool learned, double momentum)
+    : unsigned_(is_unsigned), learned_(learned), momentum_(momentum) {
+  range_ = register_buffer("range", torch::zeros({1}));
+  initialized_ = register_buffer("initialized", torch::zeros({1}));
+  if (learned_) step_ = register_parameter("step", torch::ones({1}));
+}
+
+double ActivationQuantImpl::scale() const {
+  if (learned_) return std::max(step_.item<double>(), kEps);
+  return std::max(range_.item<double>() / static_cast<double>(qmax()), kEps);
+}
+
+torch::Tensor ActivationQuantImpl::forward(const torch::Tensor& x_in) {
+  torch::Tensor x = x_in.to(torch::kFloat32);
+  bool first = initialized_.item<float>() == 0;
+  if (is_training() && (observing_ || first)) {
+    torch::NoGradGuard no_grad;
+    torch::Tensor batch_range = unsigned_ ? x.max().clamp_min(0) : x.abs().max();
+    batch_range = batch_range.reshape({1});
+    if (first) range_.copy_(batch_range);
+    else range_.mul_(1.0 - momentum_).add_(batch_range * momentum_);
+    if (learned_ && first) step_.copy_((range_ / static_cast<double>(qmax())).clamp_min(kEps));
+    initialized_.fill_(1);
+  }
+  if (initialized_.item<float>() == 0) return x;  // eval before any training batch: nothing to quantize to
+  if (learned_) {
+    double grad_factor = 1.0 / std::sqrt(static_cast<double>(x.numel()) * qmax());
+    step_.data().clamp_min_(kEps);
+    return torch::_fake_quantize_learnable_per_tensor_affine(x, step_, torch::zeros_like(step_), qmin(), qmax(),
+                                                             grad_factor);
+  }
+  torch::Tensor scale = (range_ / static_cast<double>(qmax())).clamp_min(kEps);
+  torch::Tensor zp = torch::zeros({1}, torch::TensorOptions().dtype(torch::kInt32).device(x.device()));
+  return torch::fake_quantize_per_tensor_affine(x, scale, zp, qmin(), qmax());
+}
+
+std::string ActivationQuantImpl::describe() const {
+  return std::string(unsigned_ ? "uint8" : "int8") + (learned_ ? " LSQ" : " EMA");
+}
+
+std::shared_ptr<WeightQuantizer> make_weight_quantizer(const config::WeightQuantConfig& c, int64_t out_channels) {
+  bool per_channel = c.granularity == "per_channel";
+  if (c.type == "ternary") return std::make_shared<TernaryWeightImpl>(c.method == "twn", per_channel);
+  if (c.type == "int8") return std::make_shared<Int8WeightImpl>(per_channel, c.learned, out_channels);
+  return nullptr;
+}
+
+std::shared_ptr<ActivationQuantImpl> make_activation_quantizer(const config::ActQuantConfig& c, bool is_unsigned,
+                                                               double momentum) {
+  if (c.type == "int8") return std::make_shared<ActivationQuantImpl>(is_unsigned, c.learned, momentum);
+  return nullptr;
+}
+
+}  // namespace prom::quant

@@ -1,0 +1,89 @@
+// Fake quantizers: forward rounds to the integer grid the exported model uses, backward is a
+// straight-through estimator. They plug into model layers as TensorHooks (lib/model/layer.h) and
+// always compute in fp32, whatever precision the rest of the step uses.
+#pragma once
+#include "config/quant_config.h"
+#include "model/layer.h"
+
+namespace prom::quant {
+
+// Integer codes and scales of a quantized weight: w ~= codes * scale (scale broadcast per output
+// channel, shape [out, 1, ...], or a single element for per-tensor).
+struct QuantizedWeight {
+  torch::Tensor codes;  // int8: {-1, 0, 1} for ternary, [-127, 127] for int8
+  torch::Tensor scale;  // float32
+};
+
+class WeightQuantizer : public model::TensorHook {
+ public:
+  // Codes and scales of `w` as the exporter writes them (no gradient).
+  virtual QuantizedWeight quantize(const torch::Tensor& w) = 0;
+  virtual std::string describe() const = 0;
+  virtual bool ternary() const = 0;
+};
+
+// Ternary weights {-s, 0, +s} per group (tensor or output channel).
+//   absmean (BitNet b1.58): s = mean|W|, codes = clip(round(W / s), -1, 1)
+//   twn (Li & Liu 2016):    delta = 0.7 mean|W|, codes = sign(W) [|W| > delta], s = mean of |W| above delta
+// Backward: identity straight-through (dL/dW = dL/dWq); the float latent W is what the optimizer updates.
+class TernaryWeightImpl : public WeightQuantizer {
+ public:
+  TernaryWeightImpl(bool twn, bool per_channel) : twn_(twn), per_channel_(per_channel) {}
+  torch::Tensor forward(const torch::Tensor& w) override;
+  QuantizedWeight quantize(const torch::Tensor& w) override;
+  std::string describe() const override;
+  bool ternary() const override { return true; }
+
+ private:
+  bool twn_, per_channel_;
+};
+
+// Symmetric int8 weights: codes in [-127, 127], scale = max|W| / 127 per output channel or tensor,
+// through torch's fake_quantize_per_{channel,tensor}_affine (same grid, rounding and STE). With
+// `learned`, the scale is a parameter trained by LSQ (Esser et al. 2020) with its gradient scaling.
+class Int8WeightImpl : public WeightQuantizer {
+ public:
+  Int8WeightImpl(bool per_channel, bool learned, int64_t out_channels);
+  torch::Tensor forward(const torch::Tensor& w) override;
+  QuantizedWeight quantize(const torch::Tensor& w) override;
+  std::string describe() const override;
+  bool ternary() const override { return false; }
+
+ private:
+  torch::Tensor scale_of(const torch::Tensor& w);  // [groups]
+  bool per_channel_, learned_;
+  torch::Tensor scale_;        // LSQ parameter [groups]
+  torch::Tensor initialized_;  // LSQ: 0 until the first forward sets the scale from the weights
+};
+
+// Per-tensor int8 activations: unsigned [0, 255] where the input is non-negative (after ReLU6),
+// signed [-128, 127] elsewhere; zero point 0. The range comes from an EMA observer of max|x| that
+// can be frozen, or is a learned step (LSQ).
+class ActivationQuantImpl : public model::TensorHook {
+ public:
+  ActivationQuantImpl(bool is_unsigned, bool learned, double momentum);
+  torch::Tensor forward(const torch::Tensor& x) override;
+  void set_observing(bool on) { observing_ = on; }
+  bool observing() const { return observing_; }
+  bool is_unsigned() const { return unsigned_; }
+  int64_t qmin() const { return unsigned_ ? 0 : -128; }
+  int64_t qmax() const { return unsigned_ ? 255 : 127; }
+  // The step size the exported model uses (float value of one integer step).
+  double scale() const;
+  std::string describe() const;
+
+ private:
+  bool unsigned_, learned_;
+  double momentum_;
+  bool observing_ = true;
+  torch::Tensor range_;        // buffer [1]: EMA of max|x| (observer) ...
+  torch::Tensor step_;         // ... or parameter [1]: the learned step (LSQ)
+  torch::Tensor initialized_;  // buffer [1]: 0 until the first batch has been seen
+};
+
+// Factories from the policy's config.
+std::shared_ptr<WeightQuantizer> make_weight_quantizer(const config::WeightQuantConfig& c, int64_t out_channels);
+std::shared_ptr<ActivationQuantImpl> make_activation_quantizer(const config::ActQuantConfig& c, bool is_unsigned,
+                                                               double momentum);
+
+}  // namespace prom::quant

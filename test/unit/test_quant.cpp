@@ -1,0 +1,229 @@
+#include <catch2/catch.hpp>
+#include <set>
+
+#include "config/config.h"
+#include "model/registry.h"
+#include "quant/policy.h"
+#include "quant/quantizers.h"
+#include "support/command.h"
+
+using namespace prom;
+
+namespace {
+std::set<float> distinct(const torch::Tensor& t) {
+  auto c = t.contiguous().to(torch::kFloat32);
+  std::set<float> out(c.data_ptr<float>(), c.data_ptr<float>() + c.numel());
+  return out;
+}
+
+config::ModelConfig tiny_model() {
+  config::ModelConfig m;
+  m.num_classes = 4;
+  m.width_mult = 0.25;
+  m.small_input = true;
+  m.dropout = 0.0;
+  return m;
+}
+
+config::QuantConfig load_policy(const std::string& name) {
+  test::TempDir dir("quant");
+  auto path = dir.write("c.yaml", "base: " + test::source("configs/policies/" + name + ".yaml") +
+                                      "\nmodel: {arch: mobilenet_v2, num_classes: 4}\n");
+  return config::load_config(path).quant;
+}
+}  // namespace
+
+TEST_CASE("ternary weights take exactly the values {-s, 0, +s} per group", "[quant]") {
+  torch::manual_seed(1);
+  auto w = torch::randn({8, 16, 1, 1});
+  for (bool twn : {false, true}) {
+    for (bool per_channel : {false, true}) {
+      INFO("twn " << twn << " per_channel " << per_channel);
+      quant::TernaryWeightImpl q(twn, per_channel);
+      auto wq = q.forward(w).detach();
+      auto codes = q.quantize(w);
+      CHECK(distinct(codes.codes).size() == 3);
+      for (int64_t c = 0; c < (per_channel ? 8 : 1); ++c) {
+        auto group = per_channel ? wq[c] : wq;
+        float s = per_channel ? codes.scale[c].item<float>() : codes.scale.item<float>();
+        for (float v : distinct(group)) CHECK((v == 0.0f || v == s || v == -s));
+      }
+      CHECK(torch::equal(wq, codes.codes.to(torch::kFloat32) * codes.scale));
+    }
+  }
+  // absmean: gamma = mean|W| per tensor, codes = clip(round(W / gamma), -1, 1).
+  auto t = torch::tensor({0.1f, -0.5f, 2.0f, -0.05f}).reshape({1, 4, 1, 1});
+  quant::TernaryWeightImpl absmean(false, false);
+  auto q = absmean.quantize(t);
+  CHECK(q.scale.item<float>() == Approx(0.6625));
+  CHECK(torch::equal(q.codes.flatten(), torch::tensor({0, -1, 1, 0}, torch::kInt8)));
+  // twn: delta = 0.7 * mean|W| = 0.46375; alpha = mean(0.5, 2.0).
+  quant::TernaryWeightImpl twn(true, false);
+  q = twn.quantize(t);
+  CHECK(q.scale.item<float>() == Approx(1.25));
+  CHECK(torch::equal(q.codes.flatten(), torch::tensor({0, -1, 1, 0}, torch::kInt8)));
+}
+
+TEST_CASE("int8 weight fake quant equals torch's fake_quantize and the exported codes", "[quant]") {
+  torch::manual_seed(2);
+  auto w = torch::randn({6, 3, 3, 3});
+  quant::Int8WeightImpl pc(true, false, 6);
+  auto scale = w.abs().amax({1, 2, 3}) / 127.0;
+  auto ref = torch::fake_quantize_per_channel_affine(w, scale, torch::zeros({6}, torch::kInt32), 0, -127, 127);
+  CHECK(torch::equal(pc.forward(w), ref));
+  auto q = pc.quantize(w);
+  CHECK(torch::allclose(q.codes.to(torch::kFloat32) * q.scale, ref, 0, 1e-6));
+  CHECK(q.codes.abs().max().item<int>() == 127);
+  quant::Int8WeightImpl pt(false, false, 6);
+  double s = w.abs().max().item<double>() / 127.0;
+  CHECK(torch::allclose(pt.forward(w), torch::fake_quantize_per_tensor_affine(w, s, 0, -127, 127), 0, 1e-6));
+}
+
+TEST_CASE("activation quantizers: unsigned after ReLU6, signed elsewhere, torch's grid", "[quant]") {
+  auto x = torch::linspace(-3, 5, 101);
+  quant::ActivationQuantImpl u(true, false, 0.5);
+  u.train();
+  auto y = u.forward(x);
+  CHECK(u.scale() == Approx(5.0 / 255));
+  CHECK(torch::equal(y, torch::fake_quantize_per_tensor_affine(x, u.scale(), 0, 0, 255)));
+  CHECK(y.min().item<float>() == 0.0f);
+  quant::ActivationQuantImpl sgn(false, false, 0.5);
+  sgn.train();
+  auto z = sgn.forward(x);
+  CHECK(sgn.scale() == Approx(5.0 / 127));
+  CHECK(torch::equal(z, torch::fake_quantize_per_tensor_affine(x, sgn.scale(), 0, -128, 127)));
+  // EMA: the next batch moves the range by momentum; a frozen observer or eval mode does not.
+  sgn.forward(x * 3);
+  CHECK(sgn.scale() == Approx((0.5 * 5 + 0.5 * 15) / 127));
+  sgn.set_observing(false);
+  sgn.forward(x * 100);
+  CHECK(sgn.scale() == Approx(10.0 / 127));
+  sgn.set_observing(true);
+  sgn.eval();
+  sgn.forward(x * 100);
+  CHECK(sgn.scale() == Approx(10.0 / 127));
+}
+
+TEST_CASE("straight-through gradients are what each method says", "[quant]") {
+  torch::manual_seed(3);
+  auto upstream = torch::randn({4, 8, 1, 1});
+  // Ternary: identity STE.
+  auto w = torch::randn({4, 8, 1, 1}).requires_grad_(true);
+  quant::TernaryWeightImpl t(false, true);
+  (t.forward(w) * upstream).sum().backward();
+  CHECK(torch::equal(w.grad(), upstream));
+  // int8 weights with the scale from max|W|: every weight is in range, identity STE.
+  auto w2 = torch::randn({4, 8, 1, 1}).requires_grad_(true);
+  quant::Int8WeightImpl i8(true, false, 4);
+  (i8.forward(w2) * upstream).sum().backward();
+  CHECK(torch::allclose(w2.grad(), upstream));
+  // Activations: gradient passes inside the range, is zero where the value was clamped.
+  quant::ActivationQuantImpl a(true, false, 0.0);
+  a.train();
+  a.forward(torch::full({4}, 2.0));  // range 2
+  auto x = torch::tensor({-1.0f, 0.5f, 1.5f, 3.0f}).requires_grad_(true);
+  a.forward(x).sum().backward();
+  CHECK(torch::equal(x.grad(), torch::tensor({0.0f, 1.0f, 1.0f, 0.0f})));
+  // LSQ: the learned scale receives a finite, non-zero gradient.
+  quant::Int8WeightImpl lsq(true, true, 4);
+  auto w3 = torch::randn({4, 8, 1, 1}).requires_grad_(true);
+  (lsq.forward(w3) * upstream).sum().backward();
+  auto params = lsq.parameters();
+  REQUIRE(params.size() == 1);
+  CHECK(params[0].grad().defined());
+  CHECK(params[0].grad().abs().sum().item<double>() > 0);
+  CHECK(torch::isfinite(params[0].grad()).all().item<bool>());
+}
+
+TEST_CASE("the PROM policy resolves the expected quantizer for every MobileNetV2 layer", "[quant]") {
+  auto model = model::create_model(config::ModelConfig{});
+  auto assignments = quant::resolve_policy(load_policy("prom"), model->layers());
+  REQUIRE(assignments.size() == 53);
+  for (const auto& a : assignments) {
+    INFO(a.layer);
+    bool pointwise = a.role == model::LayerRole::kPointwiseExpand || a.role == model::LayerRole::kPointwiseProject;
+    CHECK(a.weight.type == (pointwise ? "ternary" : "int8"));
+    CHECK(a.input.type == "int8");
+    bool after_relu6 = a.role == model::LayerRole::kDepthwise || a.role == model::LayerRole::kPointwiseProject ||
+                       a.role == model::LayerRole::kClassifier;
+    CHECK(a.input_unsigned == after_relu6);
+  }
+  // 10 of MobileNetV2's 17 blocks have a residual connection.
+  int residual = 0;
+  for (const auto& a : assignments) residual += a.residual_quant;
+  CHECK(residual == 10);
+  auto lc = quant::resolve_policy(load_policy("prom_last_conv_ternary"), model->layers());
+  CHECK(lc[51].role == model::LayerRole::kLastConv);
+  CHECK(lc[51].weight.type == "ternary");
+  CHECK(quant::format_policy(assignments).find("features.18.0") != std::string::npos);
+}
+
+TEST_CASE("a rule that matches nothing is a config error; name globs select layers", "[quant]") {
+  auto model = model::create_model(config::ModelConfig{});
+  config::QuantConfig c;
+  config::QuantRule r;
+  r.names = {"features.1.*"};
+  r.weight.type = "int8";
+  c.rules.push_back(r);
+  auto a = quant::resolve_policy(c, model->layers());
+  CHECK(a[1].rule == 0);  // features.1.conv.0.0
+  CHECK(a[0].rule == -1);
+  c.rules[0].names = {"nothing.*"};
+  CHECK_THROWS_AS(quant::resolve_policy(c, model->layers()), ConfigError);
+}
+
+TEST_CASE("a PROM QAT model's loss falls on a small set", "[quant]") {
+  torch::manual_seed(0);
+  auto model = model::create_model(tiny_model());
+  quant::apply_policy(*model, load_policy("prom"));
+  // Four classes, each a fixed random pattern plus noise.
+  auto patterns = torch::randn({4, 3, 16, 16});
+  auto labels = torch::arange(64) % 4;
+  auto images = patterns.index_select(0, labels) + 0.3 * torch::randn({64, 3, 16, 16});
+  torch::optim::SGD opt(model->parameters(), torch::optim::SGDOptions(0.05).momentum(0.9));
+  model->train();
+  double first = 0, last = 0;
+  for (int step = 0; step < 40; ++step) {
+    opt.zero_grad();
+    auto loss = torch::cross_entropy_loss(model->forward(images), labels);
+    loss.backward();
+    opt.step();
+    if (step == 0) first = loss.item<double>();
+    last = loss.item<double>();
+  }
+  INFO("loss " << first << " -> " << last);
+  CHECK(last < 0.5 * first);
+  // The quantizers are in the state dict (checkpoints carry them).
+  bool has_range = false;
+  for (const auto& b : model->named_buffers()) has_range = has_range || b.key().find("input_quant.range") != std::string::npos;
+  CHECK(has_range);
+}
+
+TEST_CASE("freezing BN and observers at their epochs", "[quant]") {
+  auto model = model::create_model(tiny_model());
+  auto c = load_policy("w8a8");
+  c.freeze_bn_after = 1;
+  c.freeze_observers_after = 2;
+  quant::apply_policy(*model, c);
+  auto bn_training = [&] {
+    for (auto& m : model->modules(false))
+      if (auto* bn = dynamic_cast<torch::nn::BatchNorm2dImpl*>(m.get())) return bn->is_training();
+    return false;
+  };
+  auto observing = [&] {
+    for (auto& m : model->modules(false))
+      if (auto* a = dynamic_cast<quant::ActivationQuantImpl*>(m.get())) return a->observing();
+    return false;
+  };
+  model->train();
+  quant::on_epoch_start(*model, c, 0);
+  CHECK(bn_training());
+  CHECK(observing());
+  model->train();
+  quant::on_epoch_start(*model, c, 1);
+  CHECK_FALSE(bn_training());
+  CHECK(observing());
+  model->train();
+  quant::on_epoch_start(*model, c, 2);
+  CHECK_FALSE(observing());
+}
