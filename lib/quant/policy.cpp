@@ -59,7 +59,13 @@ std::vector<LayerAssignment> apply_policy(model::ClassifierModel& model, const c
     const auto& a = assignments[i];
     const auto& layer = layers[i];
     auto w = make_weight_quantizer(a.weight, layer.out_channels);
-    auto in = make_activation_quantizer(a.input, a.input_unsigned, config.observer_momentum);
+    std::shared_ptr<model::TensorHook> in = make_activation_quantizer(a.input, a.input_unsigned, config.observer_momentum);
+    if (layer.is_linear && in) {
+      // The classifier's int8 input is produced by quantized pooling (what the engine computes).
+      model.set_pool_hook(std::make_shared<PooledActivationQuantImpl>(a.input_unsigned, a.input.learned,
+                                                                      config.observer_momentum));
+      in = nullptr;
+    }
     if (layer.conv) layer.conv.ptr()->set_hooks(in, w);
     if (layer.linear) layer.linear.ptr()->set_hooks(in, w);
     if (a.residual_quant && layer.set_residual_hook)

@@ -129,6 +129,13 @@ ActivationQuantImpl::ActivationQuantImpl(bool is_unsigned, bool learned, double 
   if (learned_) step_ = register_parameter("step", torch::ones({1}));
 }
 
+bool ActivationQuantImpl::initialized() const { return initialized_.item<float>() != 0; }
+
+torch::Tensor ActivationQuantImpl::scale_tensor() const {
+  if (learned_) return step_.detach().clamp_min(kEps);
+  return (range_ / static_cast<double>(qmax())).clamp_min(kEps);
+}
+
 double ActivationQuantImpl::scale() const {
   if (learned_) return std::max(step_.item<double>(), kEps);
   return std::max(range_.item<double>() / static_cast<double>(qmax()), kEps);
@@ -146,6 +153,11 @@ torch::Tensor ActivationQuantImpl::forward(const torch::Tensor& x_in) {
     if (learned_ && first) step_.copy_((range_ / static_cast<double>(qmax())).clamp_min(kEps));
     initialized_.fill_(1);
   }
+  return quantize(x);
+}
+
+torch::Tensor ActivationQuantImpl::quantize(const torch::Tensor& x_in) {
+  torch::Tensor x = x_in.to(torch::kFloat32);
   if (initialized_.item<float>() == 0) return x;  // eval before any training batch: nothing to quantize to
   if (learned_) {
     double grad_factor = 1.0 / std::sqrt(static_cast<double>(x.numel()) * qmax());
@@ -156,6 +168,21 @@ torch::Tensor ActivationQuantImpl::forward(const torch::Tensor& x_in) {
   torch::Tensor scale = (range_ / static_cast<double>(qmax())).clamp_min(kEps);
   torch::Tensor zp = torch::zeros({1}, torch::TensorOptions().dtype(torch::kInt32).device(x.device()));
   return torch::fake_quantize_per_tensor_affine(x, scale, zp, qmin(), qmax());
+}
+
+torch::Tensor PooledActivationQuantImpl::forward(const torch::Tensor& x) {
+  torch::Tensor xq = ActivationQuantImpl::forward(x);
+  torch::Tensor mean = xq.mean({2, 3}, true);
+  if (!initialized()) return mean;
+  torch::Tensor pooled;
+  {
+    torch::NoGradGuard no_grad;
+    torch::Tensor s = scale_tensor();
+    torch::Tensor sums = torch::round(xq / s).sum({2, 3}, true);  // exact integers in float32
+    // An exact integer ratio rounds half to even here, as the engine's integer division does.
+    pooled = torch::round(sums / static_cast<double>(x.size(2) * x.size(3))) * s;
+  }
+  return StraightThrough::apply(mean, pooled);
 }
 
 std::string ActivationQuantImpl::describe() const {

@@ -63,6 +63,8 @@ class ActivationQuantImpl : public model::TensorHook {
  public:
   ActivationQuantImpl(bool is_unsigned, bool learned, double momentum);
   torch::Tensor forward(const torch::Tensor& x) override;
+  // Fake-quantizes with the current range, never observing.
+  torch::Tensor quantize(const torch::Tensor& x);
   void set_observing(bool on) { observing_ = on; }
   bool observing() const { return observing_; }
   bool is_unsigned() const { return unsigned_; }
@@ -70,6 +72,8 @@ class ActivationQuantImpl : public model::TensorHook {
   int64_t qmax() const { return unsigned_ ? 255 : 127; }
   // The step size the exported model uses (float value of one integer step).
   double scale() const;
+  torch::Tensor scale_tensor() const;  // the same, as the [1] float tensor the forward uses
+  bool initialized() const;
   std::string describe() const;
 
  private:
@@ -79,6 +83,15 @@ class ActivationQuantImpl : public model::TensorHook {
   torch::Tensor range_;        // buffer [1]: EMA of max|x| (observer) ...
   torch::Tensor step_;         // ... or parameter [1]: the learned step (LSQ)
   torch::Tensor initialized_;  // buffer [1]: 0 until the first batch has been seen
+};
+
+// Quantizes the last feature map (uint8 after ReLU6) and pools it the way the integer engine does:
+// integer sum over H*W, division rounded half to even, same scale. Returns [N, C, 1, 1]; the
+// gradient is that of the float average of the quantized map.
+class PooledActivationQuantImpl : public ActivationQuantImpl {
+ public:
+  using ActivationQuantImpl::ActivationQuantImpl;
+  torch::Tensor forward(const torch::Tensor& x) override;
 };
 
 // Factories from the policy's config.

@@ -1,0 +1,282 @@
+#include "energy/report.h"
+
+#include <cstdio>
+#include <map>
+#include <nlohmann/json.hpp>
+#include <sstream>
+
+#include "core/error.h"
+#include "model/registry.h"
+#include "model/summary.h"
+#include "quant/policy.h"
+
+namespace prom::energy {
+
+using exporter::OpKind;
+
+std::vector<OpSpec> specs_from_int_model(const exporter::IntModel& m) {
+  std::vector<OpSpec> specs;
+  for (const auto& op : m.ops) {
+    const auto& in = m.activations[op.input];
+    const auto& out = m.activations[op.output];
+    OpSpec s;
+    s.name = op.name.empty() ? exporter::op_kind_name(op.kind) : op.name;
+    s.kind = op.kind;
+    s.role = op.role;
+    s.in_channels = in.channels;
+    s.out_channels = out.channels;
+    s.in_h = in.height;
+    s.in_w = in.width;
+    s.out_h = out.height;
+    s.out_w = out.width;
+    if (op.kind == OpKind::kConv || op.kind == OpKind::kLinear) {
+      s.kernel = op.kernel;
+      s.groups = op.groups;
+      s.ternary = op.ternary;
+      s.weights = op.weight.numel();
+      s.nonzero_weights = op.ternary ? op.weight.ne(0).sum().item<int64_t>() : s.weights;
+      s.float_params = s.weights + (op.kind == OpKind::kConv ? 2 * s.out_channels : s.out_channels);
+      s.float_macs = op.kind == OpKind::kConv ? s.weights * s.out_h * s.out_w : s.weights;
+    }
+    specs.push_back(s);
+  }
+  return specs;
+}
+
+std::vector<OpSpec> specs_from_config(const config::Config& config, double ternary_density) {
+  if (!config.quant.enabled)
+    throw ConfigError(config.source + ": quant: the energy and storage report needs quant.enabled and a policy");
+  auto net = model::create_model(config.model);
+  auto assignments = quant::resolve_policy(config.quant, net->layers());
+  auto summary = model::summarize(*net, config.model.input_size);
+  const auto& layers = net->layers();
+  std::vector<OpSpec> specs;
+  int64_t h = config.model.input_size, w = config.model.input_size;
+  for (size_t i = 0; i < layers.size(); ++i) {
+    const auto& l = layers[i];
+    const auto& a = assignments[i];
+    if (a.weight.type == "none" || a.input.type == "none")
+      throw ConfigError(config.source + ": quant: layer " + l.name +
+                        " is not fully quantized; the integer model needs every layer quantized");
+    OpSpec s;
+    s.name = l.name;
+    s.role = l.role;
+    s.in_channels = l.in_channels;
+    s.out_channels = l.out_channels;
+    s.kernel = l.kernel;
+    s.groups = l.groups;
+    s.ternary = a.weight.type == "ternary";
+    s.weights = l.is_linear ? l.in_channels * l.out_channels
+                            : l.out_channels * (l.in_channels / l.groups) * l.kernel * l.kernel;
+    s.nonzero_weights = s.ternary ? static_cast<int64_t>(std::llround(ternary_density * s.weights)) : s.weights;
+    s.float_params = summary.layers[i].params;
+    s.float_macs = summary.layers[i].macs;
+    if (l.is_linear) {
+      OpSpec pool;
+      pool.name = "avgpool";
+      pool.kind = OpKind::kAvgPool;
+      pool.role = l.role;
+      pool.in_channels = pool.out_channels = l.in_channels;
+      pool.in_h = h;
+      pool.in_w = w;
+      specs.push_back(pool);
+      s.kind = OpKind::kLinear;
+      specs.push_back(s);
+      continue;
+    }
+    s.kind = OpKind::kConv;
+    s.in_h = h;
+    s.in_w = w;
+    h = summary.layers[i].out_h;
+    w = summary.layers[i].out_w;
+    s.out_h = h;
+    s.out_w = w;
+    specs.push_back(s);
+    if (l.before_residual_add) {
+      OpSpec add;
+      add.name = "add";
+      add.kind = OpKind::kAdd;
+      add.role = l.role;
+      add.in_channels = add.out_channels = l.out_channels;
+      add.in_h = add.out_h = h;
+      add.in_w = add.out_w = w;
+      specs.push_back(add);
+    }
+  }
+  return specs;
+}
+
+std::vector<infer::LayerCounts> analytic_counts(const std::vector<OpSpec>& specs) {
+  std::vector<infer::LayerCounts> out;
+  for (const auto& s : specs) {
+    infer::OpCounts c;
+    const int64_t out_pixels = s.out_h * s.out_w;
+    switch (s.kind) {
+      case OpKind::kConv:
+        if (s.ternary) {
+          c.ternary_adds = s.nonzero_weights * out_pixels;
+        } else {
+          c.int8_mults = s.weights * out_pixels;
+          c.int32_adds = s.weights * out_pixels;
+        }
+        c.int32_adds += s.out_channels * out_pixels;     // bias
+        c.requant_mults = s.out_channels * out_pixels;  // requantization
+        break;
+      case OpKind::kAdd: {
+        int64_t n = s.out_channels * out_pixels;
+        c.requant_mults = 2 * n;
+        c.int32_adds = n;
+        break;
+      }
+      case OpKind::kAvgPool:
+        c.int32_adds = s.in_channels * s.in_h * s.in_w;
+        c.requant_mults = s.in_channels;
+        break;
+      case OpKind::kLinear:
+        c.int8_mults = s.weights;
+        c.int32_adds = s.weights + s.out_channels;
+        break;
+    }
+    out.push_back({s.name, s.kind, s.role, c});
+  }
+  return out;
+}
+
+int64_t storage_bytes(const OpSpec& s, const std::string& packing) {
+  switch (s.kind) {
+    case OpKind::kConv: {
+      int64_t w = s.ternary ? (packing == "base3" ? (s.weights + 4) / 5 : (s.weights + 3) / 4) : s.weights;
+      return w + s.out_channels * 16;  // int32 bias, multiplier, shift; float32 weight scale
+    }
+    case OpKind::kLinear:
+      return (s.ternary ? (packing == "base3" ? (s.weights + 4) / 5 : (s.weights + 3) / 4) : s.weights) +
+             s.out_channels * 12;  // int32 bias; float32 weight and output scales
+    default: return 0;
+  }
+}
+
+namespace {
+
+double energy_of(const infer::OpCounts& c, const config::EnergyConfig& e) {
+  double ternary_add = e.ternary_accumulator == "int8" ? e.int8_add : e.int32_add;
+  double mac_add = e.mac_accumulator == "int8" ? e.int8_add : e.int32_add;
+  // int32_adds holds the MAC accumulations (as many as int8_mults) plus bias/residual/pool adds.
+  int64_t other_adds = c.int32_adds - c.int8_mults;
+  return c.ternary_adds * ternary_add + c.int8_mults * (e.int8_mult + mac_add) + other_adds * e.int32_add +
+         (e.count_requant ? c.requant_mults * e.int32_mult : 0.0);
+}
+
+void accumulate(RoleFigures& r, const OpSpec& s, const infer::OpCounts& c, const config::EnergyConfig& e,
+                const std::string& packing) {
+  r.float_params += s.float_params;
+  r.float_macs += s.float_macs;
+  r.counts += c;
+  r.energy_pj += energy_of(c, e);
+  r.fp16_pj += s.float_macs * (e.fp16_mult + e.fp16_add);
+  r.fp32_pj += s.float_macs * (e.fp32_mult + e.fp32_add);
+  r.bytes += storage_bytes(s, packing);
+  r.fp16_bytes += 2 * s.float_params;
+}
+
+}  // namespace
+
+Report make_report(const std::vector<OpSpec>& specs, const config::EnergyConfig& e, const std::string& packing) {
+  Report rep;
+  auto counts = analytic_counts(specs);
+  std::map<std::string, size_t> index;
+  std::vector<std::string> order;
+  for (auto r : model::all_roles()) order.push_back(model::role_name(r));
+  order.push_back("add");
+  order.push_back("avgpool");
+  for (const auto& name : order) {
+    index[name] = rep.roles.size();
+    rep.roles.push_back({name});
+  }
+  rep.total.role = "total";
+  for (size_t i = 0; i < specs.size(); ++i) {
+    std::string key = specs[i].kind == OpKind::kAdd       ? "add"
+                      : specs[i].kind == OpKind::kAvgPool ? "avgpool"
+                                                          : model::role_name(specs[i].role);
+    accumulate(rep.roles[index[key]], specs[i], counts[i].counts, e, packing);
+    accumulate(rep.total, specs[i], counts[i].counts, e, packing);
+  }
+  rep.fp16_energy_ratio = rep.total.fp16_pj / rep.total.energy_pj;
+  rep.fp32_energy_ratio = rep.total.fp32_pj / rep.total.energy_pj;
+  rep.fp16_storage_ratio = static_cast<double>(rep.total.fp16_bytes) / rep.total.bytes;
+  std::ostringstream conv;
+  conv << "ternary add = " << e.ternary_accumulator << " add, int8 MAC = int8 mult + " << e.mac_accumulator
+       << " add, requantization " << (e.count_requant ? "charged as int32 mult" : "not charged")
+       << "; fp baselines: one mult + one add per MAC; pJ: int8 add " << e.int8_add << ", int8 mult " << e.int8_mult
+       << ", int32 add " << e.int32_add << ", int32 mult " << e.int32_mult << ", fp16 add " << e.fp16_add
+       << ", fp16 mult " << e.fp16_mult << ", fp32 add " << e.fp32_add << ", fp32 mult " << e.fp32_mult;
+  rep.conventions = conv.str();
+  return rep;
+}
+
+std::string format_report(const Report& rep, bool show_energy, bool show_storage) {
+  std::ostringstream out;
+  char line[320];
+  if (show_energy) {
+    out << "energy per image (uJ) and operations (M)\n";
+    std::snprintf(line, sizeof line, "%-18s %10s %10s %10s %10s %10s %10s %10s\n", "role", "tern.adds", "int8 mul",
+                  "int32 add", "requant", "prom uJ", "fp16 uJ", "fp32 uJ");
+    out << line;
+    auto row = [&](const RoleFigures& r) {
+      std::snprintf(line, sizeof line, "%-18s %10.2f %10.2f %10.2f %10.2f %10.3f %10.3f %10.3f\n", r.role.c_str(),
+                    r.counts.ternary_adds / 1e6, r.counts.int8_mults / 1e6, r.counts.int32_adds / 1e6,
+                    r.counts.requant_mults / 1e6, r.energy_pj / 1e6, r.fp16_pj / 1e6, r.fp32_pj / 1e6);
+      out << line;
+    };
+    for (const auto& r : rep.roles) row(r);
+    row(rep.total);
+    std::snprintf(line, sizeof line, "energy ratio: %.2fx less than fp16, %.2fx less than fp32\n", rep.fp16_energy_ratio,
+                  rep.fp32_energy_ratio);
+    out << line << "conventions: " << rep.conventions << "\n";
+  }
+  if (show_storage) {
+    out << "storage (bytes)\n";
+    std::snprintf(line, sizeof line, "%-18s %12s %12s %12s\n", "role", "params", "prom", "fp16");
+    out << line;
+    auto row = [&](const RoleFigures& r) {
+      std::snprintf(line, sizeof line, "%-18s %12lld %12lld %12lld\n", r.role.c_str(),
+                    static_cast<long long>(r.float_params), static_cast<long long>(r.bytes),
+                    static_cast<long long>(r.fp16_bytes));
+      out << line;
+    };
+    for (const auto& r : rep.roles)
+      if (r.bytes || r.fp16_bytes) row(r);
+    row(rep.total);
+    std::snprintf(line, sizeof line, "storage ratio: %.2fx less than fp16\n", rep.fp16_storage_ratio);
+    out << line;
+  }
+  return out.str();
+}
+
+std::string report_json(const Report& rep) {
+  using json = nlohmann::json;
+  auto fig = [](const RoleFigures& r) {
+    return json{{"role", r.role},
+                {"float_params", r.float_params},
+                {"float_macs", r.float_macs},
+                {"ternary_adds", r.counts.ternary_adds},
+                {"int8_mults", r.counts.int8_mults},
+                {"int32_adds", r.counts.int32_adds},
+                {"requant_mults", r.counts.requant_mults},
+                {"energy_pj", r.energy_pj},
+                {"fp16_energy_pj", r.fp16_pj},
+                {"fp32_energy_pj", r.fp32_pj},
+                {"bytes", r.bytes},
+                {"fp16_bytes", r.fp16_bytes}};
+  };
+  json j;
+  j["roles"] = json::array();
+  for (const auto& r : rep.roles) j["roles"].push_back(fig(r));
+  j["total"] = fig(rep.total);
+  j["fp16_energy_ratio"] = rep.fp16_energy_ratio;
+  j["fp32_energy_ratio"] = rep.fp32_energy_ratio;
+  j["fp16_storage_ratio"] = rep.fp16_storage_ratio;
+  j["conventions"] = rep.conventions;
+  return j.dump(2) + "\n";
+}
+
+}  // namespace prom::energy

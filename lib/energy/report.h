@@ -1,0 +1,60 @@
+// Energy and storage of a PROM model against fp16/fp32 baselines. The operation counts come from an
+// analytic model of the graph (shapes, quantization policy, non-zero ternary weights); tests require
+// them to equal what the integer engine counts when it runs.
+#pragma once
+#include <string>
+#include <vector>
+
+#include "config/config.h"
+#include "export/int_model.h"
+#include "infer/op_counts.h"
+
+namespace prom::energy {
+
+// One op of the integer graph, as the analytic model sees it.
+struct OpSpec {
+  std::string name;
+  exporter::OpKind kind = exporter::OpKind::kConv;
+  model::LayerRole role = model::LayerRole::kStem;
+  int64_t in_channels = 0, out_channels = 0, kernel = 1, groups = 1;
+  int64_t in_h = 1, in_w = 1, out_h = 1, out_w = 1;
+  bool ternary = false;
+  int64_t weights = 0;          // weight count (conv/linear)
+  int64_t nonzero_weights = 0;  // ternary: weights that are +1 or -1
+  int64_t float_params = 0;     // parameters of the float layer (weights, bias, BN affine)
+  int64_t float_macs = 0;       // multiply-accumulates of the float layer
+};
+
+// From an exported model (exact non-zero counts).
+std::vector<OpSpec> specs_from_int_model(const exporter::IntModel& model);
+// From a config alone: the model and its quant policy; ternary layers are assumed to have
+// `ternary_density` of their weights non-zero (1.0: dense, the upper bound).
+std::vector<OpSpec> specs_from_config(const config::Config& config, double ternary_density);
+
+// Operations per op for one image.
+std::vector<infer::LayerCounts> analytic_counts(const std::vector<OpSpec>& specs);
+
+// Storage bytes of the exported tensors, per op (what save_int_model writes as tensor data).
+int64_t storage_bytes(const OpSpec& spec, const std::string& ternary_packing);
+
+struct RoleFigures {
+  std::string role;
+  int64_t float_params = 0, float_macs = 0;
+  infer::OpCounts counts;
+  double energy_pj = 0, fp16_pj = 0, fp32_pj = 0;
+  int64_t bytes = 0, fp16_bytes = 0;
+};
+
+struct Report {
+  std::vector<RoleFigures> roles;  // per layer role, plus "add" and "avgpool"
+  RoleFigures total;
+  double fp16_energy_ratio = 0, fp32_energy_ratio = 0, fp16_storage_ratio = 0;
+  std::string conventions;  // the switches in force, in words
+};
+
+Report make_report(const std::vector<OpSpec>& specs, const config::EnergyConfig& energy,
+                   const std::string& ternary_packing);
+std::string format_report(const Report& report, bool show_energy, bool show_storage);
+std::string report_json(const Report& report);
+
+}  // namespace prom::energy

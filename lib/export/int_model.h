@@ -1,0 +1,75 @@
+// The exported integer model: what prom ships to hardware. One safetensors file holds the integer
+// weights (ternary packed 2 bits each, or base-3 at 5 per byte), int32 biases with BatchNorm folded
+// in, fixed-point requantization multipliers, activation scales, and in its metadata the graph,
+// class list, preprocessing and prom version. docs/model-format.md documents the layout.
+#pragma once
+#include <torch/torch.h>
+
+#include <string>
+#include <vector>
+
+#include "model/layer.h"
+
+namespace prom::exporter {
+
+constexpr const char* kFormatName = "prom-int-v1";
+
+enum class OpKind { kConv, kAdd, kAvgPool, kLinear };
+const char* op_kind_name(OpKind kind);
+
+// One activation tensor of the graph: int8 (signed) or uint8 (unsigned), zero point 0.
+struct Activation {
+  double scale = 1.0;  // real value of one integer step
+  bool is_unsigned = false;
+  int64_t channels = 0, height = 1, width = 1;
+};
+
+struct IntOp {
+  OpKind kind = OpKind::kConv;
+  std::string name;  // the float model's layer name ("features.2.conv.0.0"), "" for add/pool
+  model::LayerRole role = model::LayerRole::kStem;
+  int input = -1, input2 = -1, output = -1;  // activation indices
+  // conv / linear
+  int64_t in_channels = 0, out_channels = 0, kernel = 1, stride = 1, padding = 0, groups = 1;
+  bool ternary = false;
+  bool relu6 = false;          // clamp the output at the integer value of 6.0 (and at 0)
+  torch::Tensor weight;        // int8 codes [out, in/groups, k, k] ({-1, 0, 1} when ternary); linear: [out, in]
+  torch::Tensor bias;          // int32 [out], in units of 2^-acc_shift accumulator steps, BatchNorm folded in
+  int64_t acc_shift = 0;       // conv: requantize (acc * 2^acc_shift + bias) (fractional bias bits)
+  torch::Tensor multiplier;    // int32 [out]: Q31 mantissa of the requantization to the output scale
+  torch::Tensor shift;         // int32 [out]: its exponent (see infer/fixed_point.h)
+  torch::Tensor weight_scale;  // float32 [out]: real value of one weight step (with BN folded), for reference
+  torch::Tensor output_scale;  // linear only: float32 [out], real value of one logit accumulator step
+  // add: out = round((a * mult_a + b * mult_b) / 2^add_shift), in int64
+  int64_t add_mult_a = 0, add_mult_b = 0, add_shift = 0;
+};
+
+struct Preprocess {
+  int64_t resize = 0, crop = 0;  // eval preset
+  std::vector<double> mean, std;
+};
+
+struct IntModel {
+  std::string arch;
+  std::string prom_version;
+  std::vector<std::string> classes;
+  int64_t input_size = 0;
+  Preprocess preprocess;
+  std::string ternary_packing = "2bit";  // 2bit | base3
+  std::vector<Activation> activations;
+  std::vector<IntOp> ops;
+  int input = 0, output = -1;  // activation indices; the output is the linear op's int32 logits
+};
+
+// Packing of ternary codes. 2bit: weight i in bits 2*(i%4) of byte i/4, 00 = 0, 01 = +1, 10 = -1.
+// base3: byte j holds weights 5j..5j+4 as sum (w+1) * 3^k. Both pad the last byte with zeros.
+std::vector<uint8_t> pack_ternary(const torch::Tensor& codes, const std::string& packing);
+torch::Tensor unpack_ternary(const uint8_t* data, size_t bytes, int64_t count, const std::string& packing,
+                             const std::string& origin);
+
+void save_int_model(const IntModel& model, const std::string& path);
+std::string encode_int_model(const IntModel& model);
+// Validates everything (shapes, ranges, graph indices); a bad file is a prom::Error naming it.
+IntModel load_int_model(const std::string& path);
+
+}  // namespace prom::exporter

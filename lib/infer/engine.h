@@ -1,0 +1,56 @@
+// The integer engine: runs an exported model with integer arithmetic only, from the quantized input
+// to the int32 logits. Ternary pointwise convolutions use additions and subtractions only; stem,
+// depthwise, last_conv and classifier use int8 multiply-accumulate; requantization uses fixed-point
+// multipliers; ReLU6 is a clamp; residual adds and global average pooling stay in integers.
+// It counts the operations it executes, per layer, for the energy model.
+#pragma once
+#include <vector>
+
+#include "export/int_model.h"
+#include "infer/op_counts.h"
+
+namespace prom::infer {
+
+struct EngineOptions {
+  bool allow_avx2 = true;  // false forces the portable kernels (the tests run both)
+};
+
+class IntegerEngine {
+ public:
+  explicit IntegerEngine(exporter::IntModel model, EngineOptions options = {});
+
+  // The only floating-point step: normalised images [N, 3, H, W] -> integer codes at the input scale.
+  torch::Tensor quantize_input(const torch::Tensor& images) const;  // int16 [N, 3, H, W]
+  // Integer-only inference: int32 logits [N, classes] (accumulator units, bias included).
+  torch::Tensor run(const torch::Tensor& codes);
+  // run() scaled by each class's output step: float logits comparable to the fake-quant model's.
+  torch::Tensor logits(const torch::Tensor& images);
+
+  const exporter::IntModel& model() const { return model_; }
+  // Operations executed since construction or reset_counts(), per op of the graph.
+  const std::vector<LayerCounts>& counts() const { return counts_; }
+  void reset_counts();
+  const char* kernel_name() const { return avx2_ ? "avx2" : "portable"; }
+  // Integer codes of graph activation `id` for the last image run (planes [C][H*W]); for tests.
+  const std::vector<int16_t>& activation(size_t id) const { return acts_.at(id); }
+
+ private:
+  void run_image(const int16_t* input, int32_t* logits);
+  void conv(const exporter::IntOp& op, size_t index);
+  void add(const exporter::IntOp& op, size_t index);
+  void avgpool(const exporter::IntOp& op, size_t index);
+  void linear(const exporter::IntOp& op, size_t index, int32_t* logits);
+  int32_t clamp_lo(const exporter::IntOp& op) const;
+  int32_t clamp_hi(const exporter::IntOp& op) const;
+
+  exporter::IntModel model_;
+  bool avx2_;
+  std::vector<std::vector<int16_t>> acts_;   // one buffer per graph activation: planes [C][H*W]
+  std::vector<std::vector<int32_t>> plus_, minus_;  // per ternary op: flattened index lists
+  std::vector<std::vector<int64_t>> plus_offsets_, minus_offsets_;  // per output channel: start in lists
+  std::vector<int32_t> acc_;
+  std::vector<int16_t> padded_;
+  std::vector<LayerCounts> counts_;
+};
+
+}  // namespace prom::infer

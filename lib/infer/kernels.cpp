@@ -1,0 +1,150 @@
+#include "infer/kernels.h"
+
+#include <algorithm>
+#include <cstring>
+
+#include "infer/fixed_point.h"
+
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+#define PROM_X86 1
+#endif
+
+namespace prom::infer::kernels {
+
+bool cpu_has_avx2() {
+#ifdef PROM_X86
+  return __builtin_cpu_supports("avx2");
+#else
+  return false;
+#endif
+}
+
+namespace {
+
+void ternary_pointwise_portable(const int16_t* x, int64_t pixels, const int32_t* plus, int64_t n_plus,
+                                const int32_t* minus, int64_t n_minus, int32_t* acc) {
+  std::fill(acc, acc + pixels, 0);
+  for (int64_t k = 0; k < n_plus; ++k) {
+    const int16_t* row = x + static_cast<int64_t>(plus[k]) * pixels;
+    for (int64_t p = 0; p < pixels; ++p) acc[p] += row[p];
+  }
+  for (int64_t k = 0; k < n_minus; ++k) {
+    const int16_t* row = x + static_cast<int64_t>(minus[k]) * pixels;
+    for (int64_t p = 0; p < pixels; ++p) acc[p] -= row[p];
+  }
+}
+
+void int8_pointwise_portable(const int16_t* x, int64_t pixels, int64_t in_channels, const int8_t* w, int32_t* acc) {
+  std::fill(acc, acc + pixels, 0);
+  for (int64_t i = 0; i < in_channels; ++i) {
+    const int32_t wi = w[i];  // dense: zero weights are multiplied too, as the op counts say
+    const int16_t* row = x + i * pixels;
+    for (int64_t p = 0; p < pixels; ++p) acc[p] += wi * row[p];
+  }
+}
+
+#ifdef PROM_X86
+// Adds (or subtracts) the selected rows at 16 pixels per step in int16 lanes; |x| <= 255, so 128
+// terms fit in int16 before widening to the int32 accumulators lo (pixels 0-7) and hi (8-15).
+__attribute__((target("avx2"))) void accumulate_rows_avx2(const int16_t* x, int64_t pixels, int64_t p,
+                                                          const int32_t* idx, int64_t n, bool subtract, __m256i* lo,
+                                                          __m256i* hi) {
+  constexpr int64_t kFlush = 128;
+  for (int64_t k0 = 0; k0 < n; k0 += kFlush) {
+    __m256i s = _mm256_setzero_si256();
+    int64_t k1 = std::min(n, k0 + kFlush);
+    for (int64_t k = k0; k < k1; ++k)
+      s = _mm256_add_epi16(s, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x + static_cast<int64_t>(idx[k]) * pixels + p)));
+    __m256i s_lo = _mm256_cvtepi16_epi32(_mm256_castsi256_si128(s));
+    __m256i s_hi = _mm256_cvtepi16_epi32(_mm256_extracti128_si256(s, 1));
+    *lo = subtract ? _mm256_sub_epi32(*lo, s_lo) : _mm256_add_epi32(*lo, s_lo);
+    *hi = subtract ? _mm256_sub_epi32(*hi, s_hi) : _mm256_add_epi32(*hi, s_hi);
+  }
+}
+
+__attribute__((target("avx2"))) void ternary_pointwise_avx2(const int16_t* x, int64_t pixels, const int32_t* plus,
+                                                            int64_t n_plus, const int32_t* minus, int64_t n_minus,
+                                                            int32_t* acc) {
+  int64_t p = 0;
+  for (; p + 16 <= pixels; p += 16) {
+    __m256i lo = _mm256_setzero_si256(), hi = _mm256_setzero_si256();
+    accumulate_rows_avx2(x, pixels, p, plus, n_plus, false, &lo, &hi);
+    accumulate_rows_avx2(x, pixels, p, minus, n_minus, true, &lo, &hi);
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(acc + p), lo);
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(acc + p + 8), hi);
+  }
+  if (p < pixels) {  // tail
+    for (int64_t q = p; q < pixels; ++q) acc[q] = 0;
+    for (int64_t k = 0; k < n_plus; ++k)
+      for (int64_t q = p; q < pixels; ++q) acc[q] += x[static_cast<int64_t>(plus[k]) * pixels + q];
+    for (int64_t k = 0; k < n_minus; ++k)
+      for (int64_t q = p; q < pixels; ++q) acc[q] -= x[static_cast<int64_t>(minus[k]) * pixels + q];
+  }
+}
+
+__attribute__((target("avx2"))) void int8_pointwise_avx2(const int16_t* x, int64_t pixels, int64_t in_channels,
+                                                         const int8_t* w, int32_t* acc) {
+  int64_t p = 0;
+  for (; p + 16 <= pixels; p += 16) {
+    __m256i lo = _mm256_setzero_si256(), hi = _mm256_setzero_si256();
+    // Pairs of input channels through madd: (x0*w0 + x1*w1) per int32 lane.
+    int64_t i = 0;
+    for (; i + 2 <= in_channels; i += 2) {
+      __m256i a = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x + i * pixels + p));
+      __m256i b = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x + (i + 1) * pixels + p));
+      __m256i ab_lo = _mm256_unpacklo_epi16(a, b), ab_hi = _mm256_unpackhi_epi16(a, b);
+      __m256i wv = _mm256_set1_epi32(static_cast<int32_t>((static_cast<uint32_t>(static_cast<uint16_t>(w[i + 1])) << 16) |
+                                                          static_cast<uint16_t>(w[i])));
+      lo = _mm256_add_epi32(lo, _mm256_madd_epi16(ab_lo, wv));
+      hi = _mm256_add_epi32(hi, _mm256_madd_epi16(ab_hi, wv));
+    }
+    // unpack interleaves within 128-bit lanes: lo holds pixels 0-3 and 8-11, hi 4-7 and 12-15.
+    alignas(32) int32_t l[8], h[8];
+    _mm256_store_si256(reinterpret_cast<__m256i*>(l), lo);
+    _mm256_store_si256(reinterpret_cast<__m256i*>(h), hi);
+    int32_t* out = acc + p;
+    for (int k = 0; k < 4; ++k) {
+      out[k] = l[k];
+      out[4 + k] = h[k];
+      out[8 + k] = l[4 + k];
+      out[12 + k] = h[4 + k];
+    }
+    for (; i < in_channels; ++i)
+      for (int k = 0; k < 16; ++k) out[k] += static_cast<int32_t>(w[i]) * x[i * pixels + p + k];
+  }
+  for (; p < pixels; ++p) {
+    int32_t s = 0;
+    for (int64_t i = 0; i < in_channels; ++i) s += static_cast<int32_t>(w[i]) * x[i * pixels + p];
+    acc[p] = s;
+  }
+}
+#endif
+
+}  // namespace
+
+void ternary_pointwise(const int16_t* x, int64_t pixels, const int32_t* plus, int64_t n_plus, const int32_t* minus,
+                       int64_t n_minus, int32_t* acc, bool avx2) {
+#ifdef PROM_X86
+  if (avx2) return ternary_pointwise_avx2(x, pixels, plus, n_plus, minus, n_minus, acc);
+#endif
+  ternary_pointwise_portable(x, pixels, plus, n_plus, minus, n_minus, acc);
+}
+
+void int8_pointwise(const int16_t* x, int64_t pixels, int64_t in_channels, const int8_t* w, int32_t* acc, bool avx2) {
+#ifdef PROM_X86
+  if (avx2) return int8_pointwise_avx2(x, pixels, in_channels, w, acc);
+#endif
+  int8_pointwise_portable(x, pixels, in_channels, w, acc);
+}
+
+void requantize(const int32_t* acc, int64_t n, int32_t acc_shift, int32_t bias, int32_t multiplier, int32_t shift,
+                int32_t lo, int32_t hi, int16_t* out) {
+  QuantizedMultiplier m{multiplier, shift};
+  for (int64_t p = 0; p < n; ++p) {
+    int32_t v = multiply_by_quantized_multiplier(static_cast<int32_t>(acc[p] * (1 << acc_shift)) + bias, m);
+    out[p] = static_cast<int16_t>(std::min(hi, std::max(lo, v)));
+  }
+}
+
+}  // namespace prom::infer::kernels

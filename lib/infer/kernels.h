@@ -1,0 +1,24 @@
+// The integer kernels. Activations are planes of int16 holding uint8 or int8 values (one layout for
+// both signs), accumulators int32. Each kernel has a portable version and, where it pays, an AVX2
+// version chosen at run time; tests run both.
+#pragma once
+#include <cstdint>
+#include <vector>
+
+namespace prom::infer::kernels {
+
+// Ternary 1x1 convolution for one output channel: acc[p] = sum_{i in plus} x[i][p] - sum_{i in minus} x[i][p].
+// Additions and subtractions only. `x` holds `in_channels` planes of `pixels` values.
+void ternary_pointwise(const int16_t* x, int64_t pixels, const int32_t* plus, int64_t n_plus, const int32_t* minus,
+                       int64_t n_minus, int32_t* acc, bool avx2);
+
+// int8 1x1 convolution for one output channel: acc[p] = sum_i w[i] * x[i][p].
+void int8_pointwise(const int16_t* x, int64_t pixels, int64_t in_channels, const int8_t* w, int32_t* acc, bool avx2);
+
+// acc[p] requantized: clamp(round((acc[p] * 2^acc_shift + bias) * M), lo, hi) into out.
+void requantize(const int32_t* acc, int64_t n, int32_t acc_shift, int32_t bias, int32_t multiplier, int32_t shift,
+                int32_t lo, int32_t hi, int16_t* out);
+
+bool cpu_has_avx2();
+
+}  // namespace prom::infer::kernels
