@@ -74,6 +74,13 @@ std::vector<LayerAssignment> apply_policy(model::ClassifierModel& model, const c
   return assignments;
 }
 
+std::vector<LayerAssignment> attach_quantizers(model::ClassifierModel& model, const config::QuantConfig& config,
+                                               const torch::Device& device) {
+  auto assignments = apply_policy(model, config);
+  model.to(device);
+  return assignments;
+}
+
 std::string format_policy(const std::vector<LayerAssignment>& assignments) {
   std::ostringstream out;
   char line[256];

@@ -26,6 +26,10 @@ std::vector<LayerAssignment> resolve_policy(const config::QuantConfig& config,
 // Attaches fake quantizers to `model` as the policy says; returns the assignments.
 std::vector<LayerAssignment> apply_policy(model::ClassifierModel& model, const config::QuantConfig& config);
 
+// apply_policy, then moves the new quantizer state to `device`.
+std::vector<LayerAssignment> attach_quantizers(model::ClassifierModel& model, const config::QuantConfig& config,
+                                               const torch::Device& device);
+
 // The table printed and saved by every QAT run.
 std::string format_policy(const std::vector<LayerAssignment>& assignments);
 
