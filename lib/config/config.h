@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include "config/energy_config.h"
 #include "config/quant_config.h"
 #include "config/schema.h"
 
@@ -157,9 +158,11 @@ struct DistillConfig {
 struct TestHooksConfig {
   int64_t nan_loss_at_iteration = 0;  // replace the loss by NaN at this global iteration (1-based)
   int step_sleep_ms = 0;              // sleep after each step, so a test can signal mid-epoch
+  bool param_checksum = false;        // step metrics list every rank's checksum of parameters + buffers
   template <class V> void visit(V& v) {
     v.field("nan_loss_at_iteration", nan_loss_at_iteration, at_least(0));
     v.field("step_sleep_ms", step_sleep_ms, between(0, 60000));
+    v.field("param_checksum", param_checksum);
   }
 };
 
@@ -169,6 +172,7 @@ struct TrainConfig {
   double label_smoothing = 0.0;
   double grad_clip_norm = 0.0;  // 0: off
   int eval_every = 1;           // epochs
+  bool freeze_bn = false;       // BatchNorm normalizes with (and keeps) its running statistics
   EmaConfig ema;
   DistillConfig distill;
   TestHooksConfig test_hooks;
@@ -178,6 +182,7 @@ struct TrainConfig {
     v.field("label_smoothing", label_smoothing, between(0, 1));
     v.field("grad_clip_norm", grad_clip_norm, at_least(0));
     v.field("eval_every", eval_every, at_least(1));
+    v.field("freeze_bn", freeze_bn);
     v.section("ema", ema);
     v.section("distill", distill);
     v.section("test_hooks", test_hooks);
@@ -223,6 +228,21 @@ struct ScheduleConfig {
   }
 };
 
+// Data-parallel training (lib/dist): one process per device, rank and world size from torchrun's or
+// SLURM's environment variables; without them the run is a single process and these keys are unused.
+struct DistConfig {
+  std::string backend = "auto";  // auto (NCCL on CUDA, Gloo on CPU) | gloo | nccl
+  double timeout_s = 300;        // a collective or the rendezvous waiting longer fails every rank
+  double bucket_mb = 25;         // gradients are all-reduced in buckets of about this size
+  bool overlap = true;           // start a bucket's all-reduce during backward once its gradients are ready
+  template <class V> void visit(V& v) {
+    v.field("backend", backend, one_of({"auto", "gloo", "nccl"}));
+    v.field("timeout_s", timeout_s, between(0.1, 86400));
+    v.field("bucket_mb", bucket_mb, between(0.001, 4096));
+    v.field("overlap", overlap);
+  }
+};
+
 struct Config {
   RunConfig run;
   ModelConfig model;
@@ -231,6 +251,8 @@ struct Config {
   OptimConfig optim;
   ScheduleConfig schedule;
   QuantConfig quant;
+  EnergyConfig energy;
+  DistConfig dist;
   std::string source;  // the file it was loaded from (not a key)
   template <class V> void visit(V& v) {
     v.section("run", run);
@@ -240,6 +262,8 @@ struct Config {
     v.section("optim", optim);
     v.section("schedule", schedule);
     v.section("quant", quant);
+    v.section("energy", energy);
+    v.section("dist", dist);
   }
 };
 

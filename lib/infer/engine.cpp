@@ -1,6 +1,9 @@
 #include "infer/engine.h"
 
+#include <ATen/Parallel.h>
+
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 
 #include "core/error.h"
@@ -13,7 +16,7 @@ using exporter::IntOp;
 using exporter::OpKind;
 
 IntegerEngine::IntegerEngine(exporter::IntModel model, EngineOptions options)
-    : model_(std::move(model)), avx2_(options.allow_avx2 && kernels::cpu_has_avx2()) {
+    : model_(std::move(model)), avx2_(options.allow_avx2 && kernels::cpu_has_avx2()), parallel_(options.parallel) {
   for (const auto& a : model_.activations) acts_.emplace_back(a.channels * a.height * a.width);
   plus_.resize(model_.ops.size());
   minus_.resize(model_.ops.size());
@@ -26,7 +29,8 @@ IntegerEngine::IntegerEngine(exporter::IntModel model, EngineOptions options)
     const auto& in = model_.activations[op.input];
     const auto& out = model_.activations[op.output];
     max_pixels = std::max<size_t>(max_pixels, out.height * out.width);
-    max_padded = std::max<size_t>(max_padded, (in.height + 2 * op.padding) * (in.width + 2 * op.padding));
+    if (op.kind == OpKind::kConv && !(op.kernel == 1 && op.stride == 1 && op.padding == 0 && op.groups == 1))
+      max_padded = std::max<size_t>(max_padded, in.channels * (in.height + 2 * op.padding) * (in.width + 2 * op.padding));
     if (op.kind == OpKind::kConv && op.ternary) {
       if (op.kernel != 1 || op.groups != 1 || op.stride != 1 || op.padding != 0)
         throw Error("integer engine: ternary weights are supported on 1x1 stride-1 convolutions (layer " + op.name + ")");
@@ -47,13 +51,36 @@ IntegerEngine::IntegerEngine(exporter::IntModel model, EngineOptions options)
       minus_offsets_[i].push_back(static_cast<int64_t>(minus_[i].size()));
     }
   }
-  acc_.resize(max_pixels);
+  max_pixels_ = static_cast<int64_t>(max_pixels);
   padded_.resize(max_padded);
+  seconds_.assign(model_.ops.size(), 0.0);
 }
 
 void IntegerEngine::reset_counts() {
   for (auto& c : counts_) c.counts = {};
+  std::fill(seconds_.begin(), seconds_.end(), 0.0);
 }
+
+namespace {
+
+// Runs body(c0, c1) over output channels [0, n): split over LibTorch's intra-op threads when
+// `parallel` and each chunk has enough work. Every channel is computed by the same code either way,
+// so results are bit-identical.
+template <typename F>
+void for_channels(bool parallel, int64_t n, int64_t work_per_channel, const F& body) {
+  if (!parallel || at::get_num_threads() <= 1) return body(0, n);
+  const int64_t grain = std::max<int64_t>(1, (int64_t{1} << 15) / std::max<int64_t>(1, work_per_channel));
+  at::parallel_for(0, n, grain, body);
+}
+
+// Accumulator scratch of the calling thread, at least `n` values.
+int32_t* thread_acc(int64_t n) {
+  thread_local std::vector<int32_t> acc;
+  if (static_cast<int64_t>(acc.size()) < n) acc.resize(n);
+  return acc.data();
+}
+
+}  // namespace
 
 torch::Tensor IntegerEngine::quantize_input(const torch::Tensor& images) const {
   const auto& a = model_.activations[model_.input];
@@ -84,6 +111,8 @@ torch::Tensor IntegerEngine::logits(const torch::Tensor& images) {
 
 void IntegerEngine::run_image(const int16_t* input, int32_t* logits) {
   std::copy(input, input + acts_[model_.input].size(), acts_[model_.input].begin());
+  using Clock = std::chrono::steady_clock;
+  auto t0 = Clock::now();
   for (size_t i = 0; i < model_.ops.size(); ++i) {
     const IntOp& op = model_.ops[i];
     switch (op.kind) {
@@ -92,6 +121,9 @@ void IntegerEngine::run_image(const int16_t* input, int32_t* logits) {
       case OpKind::kAvgPool: avgpool(op, i); break;
       case OpKind::kLinear: linear(op, i, logits); break;
     }
+    auto t1 = Clock::now();
+    seconds_[i] += std::chrono::duration<double>(t1 - t0).count();
+    t0 = t1;
   }
 }
 
@@ -117,66 +149,79 @@ void IntegerEngine::conv(const IntOp& op, size_t index) {
   const int32_t* mult = op.multiplier.data_ptr<int32_t>();
   const int32_t* shift = op.shift.data_ptr<int32_t>();
   const int32_t lo = clamp_lo(op), hi = clamp_hi(op);
+  const int32_t acc_shift = static_cast<int32_t>(op.acc_shift);
   OpCounts& counts = counts_[index].counts;
-  int32_t* acc = acc_.data();
+  const bool avx2 = avx2_;
+  const int64_t max_pixels = max_pixels_;
 
   if (op.ternary) {
     const auto& po = plus_offsets_[index];
     const auto& mo = minus_offsets_[index];
-    for (int64_t c = 0; c < op.out_channels; ++c) {
-      int64_t n_plus = po[c + 1] - po[c], n_minus = mo[c + 1] - mo[c];
-      kernels::ternary_pointwise(x, in_pixels, plus_[index].data() + po[c], n_plus, minus_[index].data() + mo[c],
-                                 n_minus, acc, avx2_);
-      counts.ternary_adds += (n_plus + n_minus) * out_pixels;
-      kernels::requantize(acc, out_pixels, static_cast<int32_t>(op.acc_shift), bias[c], mult[c], shift[c], lo, hi, y + c * out_pixels);
-      counts.int32_adds += out_pixels;     // bias
-      counts.requant_mults += out_pixels;  // fixed-point multiply
-    }
+    const int32_t* plus = plus_[index].data();
+    const int32_t* minus = minus_[index].data();
+    const int64_t nonzero = static_cast<int64_t>(plus_[index].size() + minus_[index].size());
+    for_channels(parallel_, op.out_channels, nonzero / std::max<int64_t>(1, op.out_channels) * out_pixels,
+                 [&](int64_t c0, int64_t c1) {
+                   int32_t* acc = thread_acc(max_pixels);
+                   for (int64_t c = c0; c < c1; ++c) {
+                     kernels::ternary_pointwise(x, in_pixels, plus + po[c], po[c + 1] - po[c], minus + mo[c],
+                                                mo[c + 1] - mo[c], acc, avx2);
+                     kernels::requantize(acc, out_pixels, acc_shift, bias[c], mult[c], shift[c], lo, hi,
+                                         y + c * out_pixels);
+                   }
+                 });
+    counts.ternary_adds += nonzero * out_pixels;
+    counts.int32_adds += op.out_channels * out_pixels;     // bias
+    counts.requant_mults += op.out_channels * out_pixels;  // fixed-point multiply
     return;
   }
 
   const int8_t* w = op.weight.data_ptr<int8_t>();
   if (op.kernel == 1 && op.stride == 1 && op.padding == 0 && op.groups == 1) {
-    for (int64_t c = 0; c < op.out_channels; ++c) {
-      kernels::int8_pointwise(x, in_pixels, op.in_channels, w + c * op.in_channels, acc, avx2_);
-      counts.int8_mults += op.in_channels * out_pixels;
-      counts.int32_adds += op.in_channels * out_pixels + out_pixels;  // accumulate + bias
-      kernels::requantize(acc, out_pixels, static_cast<int32_t>(op.acc_shift), bias[c], mult[c], shift[c], lo, hi, y + c * out_pixels);
-      counts.requant_mults += out_pixels;
-    }
+    for_channels(parallel_, op.out_channels, op.in_channels * out_pixels, [&](int64_t c0, int64_t c1) {
+      int32_t* acc = thread_acc(max_pixels);
+      for (int64_t c = c0; c < c1; ++c) {
+        kernels::int8_pointwise(x, in_pixels, op.in_channels, w + c * op.in_channels, acc, avx2);
+        kernels::requantize(acc, out_pixels, acc_shift, bias[c], mult[c], shift[c], lo, hi, y + c * out_pixels);
+      }
+    });
+    counts.int8_mults += op.out_channels * op.in_channels * out_pixels;
+    counts.int32_adds += op.out_channels * (op.in_channels * out_pixels + out_pixels);  // accumulate + bias
+    counts.requant_mults += op.out_channels * out_pixels;
     return;
   }
 
-  // General (stem) and depthwise convolution over a zero-padded copy of each input plane: every
-  // output takes the full k*k*(in/groups) multiply-accumulates, as the analytic count says.
+  // General (stem) and depthwise convolution over zero-padded copies of the input planes (made once
+  // per layer): every output takes the full k*k*(in/groups) multiply-accumulates, as the analytic
+  // count says.
   const int64_t k = op.kernel, s = op.stride, pad = op.padding;
   const int64_t ph = in.height + 2 * pad, pw = in.width + 2 * pad;
   const int64_t in_per_group = op.in_channels / op.groups, out_per_group = op.out_channels / op.groups;
-  std::vector<int16_t>& padded = padded_;
-  for (int64_t c = 0; c < op.out_channels; ++c) {
-    int64_t g = c / out_per_group;
-    std::fill(acc, acc + out_pixels, 0);
-    for (int64_t ci = 0; ci < in_per_group; ++ci) {
-      int64_t ic = g * in_per_group + ci;
-      std::fill(padded.begin(), padded.begin() + ph * pw, 0);
+  int16_t* padded = padded_.data();
+  for_channels(parallel_, in.channels, ph * pw, [&](int64_t c0, int64_t c1) {
+    for (int64_t ic = c0; ic < c1; ++ic) {
+      int16_t* plane = padded + ic * ph * pw;
+      std::fill(plane, plane + ph * pw, 0);
       for (int64_t r = 0; r < in.height; ++r)
-        std::copy(x + ic * in_pixels + r * in.width, x + ic * in_pixels + (r + 1) * in.width,
-                  padded.begin() + (r + pad) * pw + pad);
-      const int8_t* wk = w + (c * in_per_group + ci) * k * k;
-      for (int64_t oy = 0; oy < out.height; ++oy)
-        for (int64_t ox = 0; ox < out.width; ++ox) {
-          const int16_t* base = padded.data() + oy * s * pw + ox * s;
-          int32_t sum = 0;
-          for (int64_t ky = 0; ky < k; ++ky)
-            for (int64_t kx = 0; kx < k; ++kx) sum += static_cast<int32_t>(wk[ky * k + kx]) * base[ky * pw + kx];
-          acc[oy * out.width + ox] += sum;
-        }
+        std::copy(x + ic * in_pixels + r * in.width, x + ic * in_pixels + (r + 1) * in.width, plane + (r + pad) * pw + pad);
     }
-    counts.int8_mults += in_per_group * k * k * out_pixels;
-    counts.int32_adds += in_per_group * k * k * out_pixels + out_pixels;
-    kernels::requantize(acc, out_pixels, static_cast<int32_t>(op.acc_shift), bias[c], mult[c], shift[c], lo, hi, y + c * out_pixels);
-    counts.requant_mults += out_pixels;
-  }
+  });
+  for_channels(parallel_, op.out_channels, in_per_group * k * k * out_pixels, [&](int64_t c0, int64_t c1) {
+    int32_t* acc = thread_acc(max_pixels);
+    for (int64_t c = c0; c < c1; ++c) {
+      const int64_t g = c / out_per_group;
+      std::fill(acc, acc + out_pixels, 0);
+      for (int64_t ci = 0; ci < in_per_group; ++ci) {
+        const int64_t ic = g * in_per_group + ci;
+        kernels::conv_plane(padded + ic * ph * pw, pw, w + (c * in_per_group + ci) * k * k, k, s, out.height,
+                            out.width, acc, avx2);
+      }
+      kernels::requantize(acc, out_pixels, acc_shift, bias[c], mult[c], shift[c], lo, hi, y + c * out_pixels);
+    }
+  });
+  counts.int8_mults += op.out_channels * in_per_group * k * k * out_pixels;
+  counts.int32_adds += op.out_channels * (in_per_group * k * k * out_pixels + out_pixels);
+  counts.requant_mults += op.out_channels * out_pixels;
 }
 
 void IntegerEngine::add(const IntOp& op, size_t index) {

@@ -13,6 +13,7 @@ namespace prom::infer {
 
 struct EngineOptions {
   bool allow_avx2 = true;  // false forces the portable kernels (the tests run both)
+  bool parallel = true;    // convolutions split output channels over LibTorch's intra-op threads
 };
 
 class IntegerEngine {
@@ -30,6 +31,8 @@ class IntegerEngine {
   // Operations executed since construction or reset_counts(), per op of the graph.
   const std::vector<LayerCounts>& counts() const { return counts_; }
   void reset_counts();
+  // Wall-clock seconds spent in each op of the graph since construction or reset_counts().
+  const std::vector<double>& op_seconds() const { return seconds_; }
   const char* kernel_name() const { return avx2_ ? "avx2" : "portable"; }
   // Integer codes of graph activation `id` for the last image run (planes [C][H*W]); for tests.
   const std::vector<int16_t>& activation(size_t id) const { return acts_.at(id); }
@@ -44,13 +47,14 @@ class IntegerEngine {
   int32_t clamp_hi(const exporter::IntOp& op) const;
 
   exporter::IntModel model_;
-  bool avx2_;
+  bool avx2_, parallel_;
   std::vector<std::vector<int16_t>> acts_;   // one buffer per graph activation: planes [C][H*W]
   std::vector<std::vector<int32_t>> plus_, minus_;  // per ternary op: flattened index lists
   std::vector<std::vector<int64_t>> plus_offsets_, minus_offsets_;  // per output channel: start in lists
-  std::vector<int32_t> acc_;
-  std::vector<int16_t> padded_;
+  std::vector<int16_t> padded_;  // zero-padded input planes of a stem/depthwise convolution
+  int64_t max_pixels_ = 0;       // accumulator scratch per thread
   std::vector<LayerCounts> counts_;
+  std::vector<double> seconds_;
 };
 
 }  // namespace prom::infer

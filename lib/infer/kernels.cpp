@@ -44,7 +44,45 @@ void int8_pointwise_portable(const int16_t* x, int64_t pixels, int64_t in_channe
   }
 }
 
+// Row by row, one weight at a time over a whole output row: the inner loops are contiguous (stride
+// 1) or evenly strided, which the compiler vectorizes; the AVX2 variant is the same source compiled
+// for AVX2. Integer sums, so any order gives the same result.
+template <int64_t S>
+__attribute__((always_inline)) inline void conv_plane_rows(const int16_t* x, int64_t width, const int8_t* w, int64_t k,
+                                                           int64_t stride, int64_t out_h, int64_t out_w, int32_t* acc) {
+  const int64_t s = S > 0 ? S : stride;
+  for (int64_t oy = 0; oy < out_h; ++oy) {
+    int32_t* a = acc + oy * out_w;
+    for (int64_t ky = 0; ky < k; ++ky) {
+      const int16_t* row = x + (oy * s + ky) * width;
+      for (int64_t kx = 0; kx < k; ++kx) {
+        const int32_t wv = w[ky * k + kx];
+        const int16_t* r = row + kx;
+        for (int64_t ox = 0; ox < out_w; ++ox) a[ox] += wv * static_cast<int32_t>(r[ox * s]);
+      }
+    }
+  }
+}
+
+__attribute__((always_inline)) inline void conv_plane_dispatch(const int16_t* x, int64_t width, const int8_t* w,
+                                                               int64_t k, int64_t stride, int64_t out_h, int64_t out_w,
+                                                               int32_t* acc) {
+  if (stride == 1) return conv_plane_rows<1>(x, width, w, k, stride, out_h, out_w, acc);
+  if (stride == 2) return conv_plane_rows<2>(x, width, w, k, stride, out_h, out_w, acc);
+  conv_plane_rows<0>(x, width, w, k, stride, out_h, out_w, acc);
+}
+
+void conv_plane_portable(const int16_t* x, int64_t width, const int8_t* w, int64_t k, int64_t stride, int64_t out_h,
+                         int64_t out_w, int32_t* acc) {
+  conv_plane_dispatch(x, width, w, k, stride, out_h, out_w, acc);
+}
+
 #ifdef PROM_X86
+__attribute__((target("avx2"))) void conv_plane_avx2(const int16_t* x, int64_t width, const int8_t* w, int64_t k,
+                                                     int64_t stride, int64_t out_h, int64_t out_w, int32_t* acc) {
+  conv_plane_dispatch(x, width, w, k, stride, out_h, out_w, acc);
+}
+
 // Adds (or subtracts) the selected rows at 16 pixels per step in int16 lanes; |x| <= 255, so 128
 // terms fit in int16 before widening to the int32 accumulators lo (pixels 0-7) and hi (8-15).
 __attribute__((target("avx2"))) void accumulate_rows_avx2(const int16_t* x, int64_t pixels, int64_t p,
@@ -136,6 +174,14 @@ void int8_pointwise(const int16_t* x, int64_t pixels, int64_t in_channels, const
   if (avx2) return int8_pointwise_avx2(x, pixels, in_channels, w, acc);
 #endif
   int8_pointwise_portable(x, pixels, in_channels, w, acc);
+}
+
+void conv_plane(const int16_t* x, int64_t width, const int8_t* w, int64_t k, int64_t stride, int64_t out_h,
+                int64_t out_w, int32_t* acc, bool avx2) {
+#ifdef PROM_X86
+  if (avx2) return conv_plane_avx2(x, width, w, k, stride, out_h, out_w, acc);
+#endif
+  conv_plane_portable(x, width, w, k, stride, out_h, out_w, acc);
 }
 
 void requantize(const int32_t* acc, int64_t n, int32_t acc_shift, int32_t bias, int32_t multiplier, int32_t shift,

@@ -15,6 +15,12 @@ void ternary_pointwise(const int16_t* x, int64_t pixels, const int32_t* plus, in
 // int8 1x1 convolution for one output channel: acc[p] = sum_i w[i] * x[i][p].
 void int8_pointwise(const int16_t* x, int64_t pixels, int64_t in_channels, const int8_t* w, int32_t* acc, bool avx2);
 
+// One k x k input plane of a stem/depthwise convolution, accumulated: acc[oy][ox] +=
+// sum_{ky,kx} w[ky*k + kx] * x[(oy*stride + ky) * width + ox*stride + kx], where x is the zero-padded plane
+// (row length `width`) and acc holds out_h x out_w values.
+void conv_plane(const int16_t* x, int64_t width, const int8_t* w, int64_t k, int64_t stride, int64_t out_h,
+                int64_t out_w, int32_t* acc, bool avx2);
+
 // acc[p] requantized: clamp(round((acc[p] * 2^acc_shift + bias) * M), lo, hi) into out.
 void requantize(const int32_t* acc, int64_t n, int32_t acc_shift, int32_t bias, int32_t multiplier, int32_t shift,
                 int32_t lo, int32_t hi, int16_t* out);

@@ -59,7 +59,10 @@ struct LayerInfo {
   // Set on the projection of a residual block: a hook on the branch output before the add (the
   // integer engine requantizes it there).
   std::function<void(std::shared_ptr<TensorHook>)> set_residual_hook;
+  std::function<std::shared_ptr<TensorHook>()> residual_hook;
   bool before_residual_add = false;
+  int residual_from = -1;  // with before_residual_add: index of the block's first layer (whose input is the skip)
+  bool relu6 = false;      // a ReLU6 follows the BatchNorm
 };
 
 // The interface every classification model in the registry implements.
@@ -69,6 +72,10 @@ class ClassifierModel : public torch::nn::Module {
   // Weighted layers in forward order.
   virtual const std::vector<LayerInfo>& layers() const = 0;
   virtual std::string arch() const = 0;
+  // A hook on the last feature map before global average pooling (the integer engine quantizes
+  // there and pools in integers). nullptr clears it.
+  virtual void set_pool_hook(std::shared_ptr<TensorHook> hook) = 0;
+  virtual std::shared_ptr<TensorHook> pool_hook() const = 0;
 };
 
 }  // namespace prom::model

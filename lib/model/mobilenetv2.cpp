@@ -26,6 +26,7 @@ ConvNormAct conv_bn_relu6(int64_t in, int64_t out, int64_t kernel, int64_t strid
   info.bn_name = name + ".1";
   // Depthwise convs follow a ReLU6 (expansion or stem); stem, expansion and last_conv read block outputs.
   info.input_nonnegative = role == LayerRole::kDepthwise;
+  info.relu6 = true;
   info.conv = conv;
   info.bn = bn;
   layers->push_back(info);
@@ -109,9 +110,11 @@ MobileNetV2Impl::MobileNetV2Impl(const MobileNetV2Options& o) {
       auto block_module = InvertedResidual(conv, layers_[first_layer].conv, stride == 1 && input_channel == output_channel);
       if (block_module->use_residual()) {
         layers_.back().before_residual_add = true;
+        layers_.back().residual_from = static_cast<int>(first_layer);
         layers_.back().set_residual_hook = [impl = block_module.ptr()](std::shared_ptr<TensorHook> h) {
           impl->set_residual_hook(std::move(h));
         };
+        layers_.back().residual_hook = [impl = block_module.ptr()] { return impl->residual_hook(); };
       }
       features->push_back(block_module);
       input_channel = output_channel;
@@ -148,8 +151,13 @@ MobileNetV2Impl::MobileNetV2Impl(const MobileNetV2Options& o) {
   }
 }
 
+void MobileNetV2Impl::set_pool_hook(std::shared_ptr<TensorHook> hook) {
+  pool_hook_ = hook ? register_module("pool_quant", hook) : nullptr;
+}
+
 torch::Tensor MobileNetV2Impl::forward(torch::Tensor x) {
   x = features->forward(x);
+  if (pool_hook_) x = pool_hook_->forward(x);
   x = torch::adaptive_avg_pool2d(x, {1, 1}).flatten(1);
   return classifier->forward(x);
 }

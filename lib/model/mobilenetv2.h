@@ -23,12 +23,15 @@ class MobileNetV2Impl : public ClassifierModel {
   torch::Tensor forward(torch::Tensor x) override;
   const std::vector<LayerInfo>& layers() const override { return layers_; }
   std::string arch() const override { return "mobilenet_v2"; }
+  void set_pool_hook(std::shared_ptr<TensorHook> hook) override;
+  std::shared_ptr<TensorHook> pool_hook() const override { return pool_hook_; }
 
   torch::nn::Sequential features{nullptr};
   torch::nn::Sequential classifier{nullptr};
 
  private:
   std::vector<LayerInfo> layers_;
+  std::shared_ptr<TensorHook> pool_hook_;
 };
 
 // Conv + BN + ReLU6 (torchvision's Conv2dNormActivation). A Sequential with a concrete forward(), so
@@ -47,6 +50,7 @@ class InvertedResidualImpl : public torch::nn::Module {
   torch::Tensor forward(torch::Tensor x);
   // Quantizes the branch output before the residual add (set by lib/quant on residual blocks).
   void set_residual_hook(std::shared_ptr<TensorHook> hook);
+  std::shared_ptr<TensorHook> residual_hook() const { return residual_hook_; }
   bool use_residual() const { return use_residual_; }
   torch::nn::Sequential conv{nullptr};
 

@@ -52,8 +52,11 @@ std::shared_ptr<ClassifierModel> create_model(const config::ModelConfig& c) {
 
 void to_channels_last(torch::nn::Module& module) {
   torch::NoGradGuard no_grad;
+  // Not contiguous(ChannelsLast): it returns a depthwise weight [C, 1, 3, 3] unchanged (size-1 dims
+  // make NCHW strides count as channels-last), LibTorch then infers NCHW and runs the depthwise
+  // backward up to 8x slower. empty_like gives the canonical NHWC strides, as PyTorch's .to() does.
   for (auto& p : module.parameters())
-    if (p.dim() == 4) p.set_data(p.data().contiguous(torch::MemoryFormat::ChannelsLast));
+    if (p.dim() == 4) p.set_data(torch::empty_like(p.data(), torch::MemoryFormat::ChannelsLast).copy_(p.data()));
 }
 
 }  // namespace prom::model

@@ -129,7 +129,16 @@ ActivationQuantImpl::ActivationQuantImpl(bool is_unsigned, bool learned, double 
   if (learned_) step_ = register_parameter("step", torch::ones({1}));
 }
 
-bool ActivationQuantImpl::initialized() const { return initialized_.item<float>() != 0; }
+bool ActivationQuantImpl::initialized() const {
+  const int64_t version = static_cast<int64_t>(initialized_._version());
+  const void* data = initialized_.data_ptr();
+  if (version != init_version_ || data != init_data_) {
+    init_value_ = initialized_.item<float>() != 0;
+    init_version_ = static_cast<int64_t>(initialized_._version());
+    init_data_ = data;
+  }
+  return init_value_;
+}
 
 torch::Tensor ActivationQuantImpl::scale_tensor() const {
   if (learned_) return step_.detach().clamp_min(kEps);
@@ -143,7 +152,7 @@ double ActivationQuantImpl::scale() const {
 
 torch::Tensor ActivationQuantImpl::forward(const torch::Tensor& x_in) {
   torch::Tensor x = x_in.to(torch::kFloat32);
-  bool first = initialized_.item<float>() == 0;
+  bool first = !initialized();
   if (is_training() && (observing_ || first)) {
     torch::NoGradGuard no_grad;
     torch::Tensor batch_range = unsigned_ ? x.max().clamp_min(0) : x.abs().max();
@@ -158,7 +167,7 @@ torch::Tensor ActivationQuantImpl::forward(const torch::Tensor& x_in) {
 
 torch::Tensor ActivationQuantImpl::quantize(const torch::Tensor& x_in) {
   torch::Tensor x = x_in.to(torch::kFloat32);
-  if (initialized_.item<float>() == 0) return x;  // eval before any training batch: nothing to quantize to
+  if (!initialized()) return x;  // eval before any training batch: nothing to quantize to
   if (learned_) {
     double grad_factor = 1.0 / std::sqrt(static_cast<double>(x.numel()) * qmax());
     step_.data().clamp_min_(kEps);

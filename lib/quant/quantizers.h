@@ -83,6 +83,11 @@ class ActivationQuantImpl : public model::TensorHook {
   torch::Tensor range_;        // buffer [1]: EMA of max|x| (observer) ...
   torch::Tensor step_;         // ... or parameter [1]: the learned step (LSQ)
   torch::Tensor initialized_;  // buffer [1]: 0 until the first batch has been seen
+  // initialized_'s value, read from the tensor only when it may have changed (its version counter or
+  // storage differs: fill_, a state load's copy_, set_data, to()), so a forward costs no .item().
+  mutable int64_t init_version_ = -1;
+  mutable const void* init_data_ = nullptr;
+  mutable bool init_value_ = false;
 };
 
 // Quantizes the last feature map (uint8 after ReLU6) and pools it the way the integer engine does:

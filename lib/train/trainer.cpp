@@ -11,6 +11,7 @@
 #include <thread>
 
 #include "core/error.h"
+#include "dist/comm.h"
 #include "io/atomic_file.h"
 #include "model/registry.h"
 #include "quant/policy.h"
@@ -80,13 +81,19 @@ int train(const config::Config& config_in, const TrainOptions& options, data::Ba
                                      " leaves no full batch in an epoch of " + std::to_string(train_source.size()) +
                                      " samples");
 
-  std::error_code ec;
-  fs::create_directories(run_dir, ec);
-  if (ec) throw Error(at_path(run_dir, "cannot create the run directory: " + ec.message()));
-  io::write_file_atomic(run_dir + "/config.yaml", config::to_yaml(config));
-  RunLog log(run_dir, ::isatty(STDERR_FILENO) == 1, config.run.log_every);
+  // Data-parallel (lib/dist): every rank trains; rank 0 alone writes the run directory.
+  const std::shared_ptr<dist::Comm>& comm = options.comm;
+  const bool main_rank = !comm || comm->is_main();
+  if (main_rank) {
+    std::error_code ec;
+    fs::create_directories(run_dir, ec);
+    if (ec) throw Error(at_path(run_dir, "cannot create the run directory: " + ec.message()));
+    io::write_file_atomic(run_dir + "/config.yaml", config::to_yaml(config));
+  }
+  RunLog log(main_rank ? run_dir : "", main_rank && ::isatty(STDERR_FILENO) == 1, config.run.log_every);
 
-  const torch::Device device = resolve_device(config.run.device);
+  const torch::Device device = resolve_device(config.run.device, options.local_rank);
+  if (device.is_cuda()) at::globalContext().setBenchmarkCuDNN(true);
   const bool channels_last = config.model.channels_last;
   torch::manual_seed(static_cast<uint64_t>(config.run.seed));
   auto net = build_model(config.model, device);
@@ -101,9 +108,10 @@ int train(const config::Config& config_in, const TrainOptions& options, data::Ba
   if (config.quant.enabled) {
     auto assignments = quant::attach_quantizers(*net, config.quant, device);
     std::string table = quant::format_policy(assignments);
-    io::write_file_atomic(run_dir + "/quant_policy.txt", table);
+    if (main_rank) io::write_file_atomic(run_dir + "/quant_policy.txt", table);
     log.info("quantization policy (saved as quant_policy.txt):\n" + table);
   }
+  if (comm) dist::broadcast_module(*comm, *net);  // rank 0's initial weights and buffers everywhere
   Optimizer optimizer(param_groups(*net, config.optim), config.optim);
   LrSchedule schedule(config.schedule, config.optim.lr, tc.epochs, batches);
   std::unique_ptr<ModelEma> ema;
@@ -167,8 +175,9 @@ int train(const config::Config& config_in, const TrainOptions& options, data::Ba
 
   StopSignal stop;
   auto stopped = [&](const std::string& where) {
-    const int sig = stop.received();
-    save_checkpoint(last_checkpoint(run_dir), make_checkpoint());
+    int sig = stop.received();
+    if (sig == 0) sig = SIGTERM;  // another rank was signalled
+    if (main_rank) save_checkpoint(last_checkpoint(run_dir), make_checkpoint());
     log.info(std::string(sig == SIGINT ? "SIGINT" : "SIGTERM") + " received " + where + ": saved " +
              last_checkpoint(run_dir) + "; continue with prom-train --resume " + run_dir);
     log.metrics({{"kind", "stop"}, {"signal", sig}, {"epoch", progress.epoch}, {"batches_done", progress.batches_done},
@@ -178,6 +187,14 @@ int train(const config::Config& config_in, const TrainOptions& options, data::Ba
 
   std::vector<torch::Tensor> params;
   for (const auto& p : optimizer.params()) params.push_back(p.param);
+  std::unique_ptr<dist::GradReducer> reducer;
+  if (comm) {
+    reducer = std::make_unique<dist::GradReducer>(
+        comm, params, static_cast<int64_t>(config.dist.bucket_mb * 1024 * 1024), config.dist.overlap);
+    log.info("data-parallel: " + std::to_string(comm->world_size()) + " ranks (" + comm->backend() + "), " +
+             std::to_string(reducer->buckets()) + " gradient buckets, per-rank batch " +
+             std::to_string(tc.batch_size / comm->world_size()));
+  }
 
   for (int64_t epoch = progress.epoch; epoch < tc.epochs; ++epoch) {
     train_source.start_epoch(epoch);
@@ -185,6 +202,9 @@ int train(const config::Config& config_in, const TrainOptions& options, data::Ba
       if (!train_source.next())
         throw Error(at_path(options.resume_from, "the epoch has fewer batches than the checkpoint has trained on"));
     net->train();
+    if (tc.freeze_bn)
+      for (auto& m : net->modules(false))
+        if (auto* bn = dynamic_cast<torch::nn::BatchNorm2dImpl*>(m.get())) bn->eval();
     if (config.quant.enabled) quant::on_epoch_start(*net, config.quant, static_cast<int>(epoch));
     log.begin_epoch(epoch, tc.epochs, batches, progress.batches_done);
     auto epoch_start = Clock::now();
@@ -203,7 +223,7 @@ int train(const config::Config& config_in, const TrainOptions& options, data::Ba
       torch::Tensor x = batch->images.to(device, /*non_blocking=*/true);
       if (channels_last) x = x.contiguous(torch::MemoryFormat::ChannelsLast);
       torch::Tensor y = batch->labels.to(device, true);
-      const int64_t n = y.size(0);
+      int64_t n = y.size(0);
 
       torch::Tensor logits = net->forward(x);
       torch::Tensor loss = classification_loss(logits, y, tc.label_smoothing);
@@ -218,7 +238,17 @@ int train(const config::Config& config_in, const TrainOptions& options, data::Ba
       }
       if (tc.test_hooks.nan_loss_at_iteration == progress.iteration + 1)
         loss = loss * std::numeric_limits<double>::quiet_NaN();
-      const double loss_value = loss.item<double>();
+      double loss_value = loss.item<double>();
+      Correct correct = count_correct(logits.detach(), y);
+      bool stop_now = stop.received() != 0;
+      if (comm) {  // the global batch's numbers on every rank (a NaN or a signal anywhere stops all)
+        auto g = comm->sum({loss_value * static_cast<double>(n), static_cast<double>(n),
+                            static_cast<double>(correct.top1), stop_now ? 1.0 : 0.0});
+        loss_value = g[0] / g[1];
+        n = static_cast<int64_t>(g[1]);
+        correct.top1 = static_cast<int64_t>(g[2]);
+        stop_now = g[3] > 0;
+      }
       if (!std::isfinite(loss_value)) {
         std::string kept = fs::exists(last_checkpoint(run_dir))
                                ? "the last good checkpoint is " + last_checkpoint(run_dir)
@@ -233,13 +263,14 @@ int train(const config::Config& config_in, const TrainOptions& options, data::Ba
       }
       optimizer.zero_grad();
       loss.backward();
+      if (reducer) reducer->finish();  // the gradients averaged over ranks
       if (tc.grad_clip_norm > 0) torch::nn::utils::clip_grad_norm_(params, tc.grad_clip_norm);
       optimizer.step();
+      if (comm) dist::average_buffers(*comm, *net);  // BatchNorm statistics, quantizer ranges
       ++progress.iteration;
       ++progress.batches_done;
       if (ema && progress.iteration % tc.ema.every == 0) ema->update(*net);
 
-      const Correct correct = count_correct(logits.detach(), y);
       progress.loss_sum += loss_value * static_cast<double>(n);
       progress.samples += n;
       progress.correct += correct.top1;
@@ -250,18 +281,25 @@ int train(const config::Config& config_in, const TrainOptions& options, data::Ba
       const double images_per_s = window_seconds > 0 ? static_cast<double>(window_samples) / window_seconds : 0;
       log.step(progress.iteration, progress.batches_done, loss_value, lr, images_per_s);
       if (progress.iteration % config.run.log_every == 0) {
-        log.metrics({{"kind", "step"}, {"epoch", epoch + 1}, {"batch", progress.batches_done},
-                     {"iteration", progress.iteration}, {"loss", loss_value}, {"lr", lr},
-                     {"top1", 100.0 * static_cast<double>(window_correct) / static_cast<double>(window_samples)},
-                     {"images_per_s", images_per_s},
-                     {"data_wait", window_seconds > 0 ? window_wait / window_seconds : 0.0}});
+        nlohmann::json record = {
+            {"kind", "step"}, {"epoch", epoch + 1}, {"batch", progress.batches_done},
+            {"iteration", progress.iteration}, {"loss", loss_value}, {"lr", lr},
+            {"top1", 100.0 * static_cast<double>(window_correct) / static_cast<double>(window_samples)},
+            {"images_per_s", images_per_s},
+            {"data_wait", window_seconds > 0 ? window_wait / window_seconds : 0.0}};
+        if (reducer) record["allreduce_wait_s"] = reducer->last_wait_seconds();
+        if (tc.test_hooks.param_checksum) {  // every rank's model, bit for bit
+          const int64_t mine = dist::module_checksum(*net);
+          record["param_checksums"] = comm ? comm->all_gather(mine) : std::vector<int64_t>{mine};
+        }
+        log.metrics(record);
         window_start = Clock::now();
         window_samples = window_correct = 0;
         window_wait = 0;
       }
       if (tc.test_hooks.step_sleep_ms > 0)
         std::this_thread::sleep_for(std::chrono::milliseconds(tc.test_hooks.step_sleep_ms));
-      if (stop.received() != 0) {
+      if (stop_now) {
         log.end_epoch();
         return stopped("in epoch " + std::to_string(epoch + 1) + " after batch " +
                        std::to_string(progress.batches_done));
@@ -290,7 +328,18 @@ int train(const config::Config& config_in, const TrainOptions& options, data::Ba
     bool is_best = false;
     const bool eval_now = eval_source != nullptr && ((epoch + 1) % tc.eval_every == 0 || epoch + 1 == tc.epochs);
     if (eval_now) {
+      // Each rank scores its shard of the evaluation data; the sums make the global numbers.
+      auto reduce = [&](EvalResult& e) {
+        if (!comm) return;
+        const double m = static_cast<double>(e.samples);
+        auto g = comm->sum({e.loss * m, e.top1 * m, e.top5 * m, m});
+        e.samples = static_cast<int64_t>(g[3]);
+        e.loss = g[3] > 0 ? g[0] / g[3] : 0;
+        e.top1 = g[3] > 0 ? g[1] / g[3] : 0;
+        e.top5 = g[3] > 0 ? g[2] / g[3] : 0;
+      };
       EvalResult r = evaluate(*net, *eval_source, device, channels_last, config.model.num_classes);
+      reduce(r);
       record["eval_loss"] = r.loss;
       record["eval_top1"] = r.top1;
       record["eval_top5"] = r.top5;
@@ -299,6 +348,7 @@ int train(const config::Config& config_in, const TrainOptions& options, data::Ba
                  percent(r.top5);
       if (ema) {
         EvalResult e = evaluate(ema->shadow(), *eval_source, device, channels_last, config.model.num_classes);
+        reduce(e);
         record["ema_eval_top1"] = e.top1;
         record["ema_eval_top5"] = e.top5;
         summary += " | EMA top-1 " + percent(e.top1);
@@ -315,12 +365,16 @@ int train(const config::Config& config_in, const TrainOptions& options, data::Ba
     log.info(summary + speed);
     log.metrics(record);
 
-    Checkpoint c = make_checkpoint();
-    save_checkpoint(last_checkpoint(run_dir), c);
-    if (is_best) save_checkpoint(best_checkpoint(run_dir), c);
-    if (config.run.save_every > 0 && (epoch + 1) % config.run.save_every == 0)
-      save_checkpoint(epoch_checkpoint(run_dir, epoch + 1), c);
-    if (stop.received() != 0) return stopped("after epoch " + std::to_string(epoch + 1));
+    if (main_rank) {
+      Checkpoint c = make_checkpoint();
+      save_checkpoint(last_checkpoint(run_dir), c);
+      if (is_best) save_checkpoint(best_checkpoint(run_dir), c);
+      if (config.run.save_every > 0 && (epoch + 1) % config.run.save_every == 0)
+        save_checkpoint(epoch_checkpoint(run_dir, epoch + 1), c);
+    }
+    bool stop_now = stop.received() != 0;
+    if (comm) stop_now = comm->sum({stop_now ? 1.0 : 0.0})[0] > 0;
+    if (stop_now) return stopped("after epoch " + std::to_string(epoch + 1));
   }
   if (progress.best_top1 >= 0)
     log.info("done: best eval top-1 " + percent(progress.best_top1) + " at epoch " +

@@ -1,0 +1,146 @@
+#include "bench_infer.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <map>
+
+#include "bench_train.h"
+#include "config/config.h"
+#include "core/build_info.h"
+#include "core/error.h"
+#include "export/exporter.h"
+#include "infer/engine.h"
+#include "model/registry.h"
+#include "quant/policy.h"
+
+namespace prom::bench {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+double median_of(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  return v[v.size() / 2];
+}
+
+template <typename F>
+double median_ms(int warmup, int iters, const F& f) {
+  std::vector<double> t;
+  for (int i = 0; i < warmup + iters; ++i) {
+    auto t0 = Clock::now();
+    f();
+    auto t1 = Clock::now();
+    if (i >= warmup) t.push_back(std::chrono::duration<double, std::milli>(t1 - t0).count());
+  }
+  return median_of(t);
+}
+
+config::ModelConfig model_config(const InferBenchOptions& o) {
+  config::ModelConfig mc;
+  mc.num_classes = 1000;
+  mc.width_mult = 1.0;
+  (void)o;
+  return mc;
+}
+
+}  // namespace
+
+CLI::App* add_infer_command(CLI::App& cli, InferBenchOptions& o) {
+  auto* c = cli.add_subcommand("infer", "batch-1 latency: integer engine vs LibTorch fp32 vs torch.ao QNNPACK int8");
+  c->add_option("--threads", o.threads, "intra-op threads for all three (0: one per core)")->capture_default_str();
+  c->add_option("--warmup", o.warmup, "untimed runs first")->capture_default_str()->check(CLI::Range(0, 1000));
+  c->add_option("--iters", o.iters, "timed runs (median reported)")->capture_default_str()->check(CLI::Range(1, 10000));
+  c->add_option("--size", o.size, "input height and width")->capture_default_str()->check(CLI::Range(32, 1024));
+  c->add_option("--calibration", o.calibration, "train-mode forwards on random data before export")
+      ->capture_default_str()->check(CLI::Range(1, 100));
+  c->add_option("--policy", o.policy, "quantization policy (default: configs/policies/prom.yaml)");
+  c->add_option("--python", o.python, "Python with torch and torchvision")->capture_default_str();
+  c->add_option("--script", o.script, "torch.ao's side (default: scripts/bench_infer_torchvision.py)");
+  c->add_flag("--skip-torchvision", o.skip_torchvision, "measure prom only");
+  c->add_flag("--layers", o.layers, "print the engine's time per layer role");
+  return c;
+}
+
+int run_infer_bench(const InferBenchOptions& options) {
+  InferBenchOptions o = options;
+  if (o.policy.empty()) o.policy = std::string(PROM_BENCH_SCRIPTS) + "/../configs/policies/prom.yaml";
+  if (o.script.empty()) o.script = std::string(PROM_BENCH_SCRIPTS) + "/bench_infer_torchvision.py";
+  const config::QuantConfig quant = config::load_config(o.policy).quant;
+  if (!quant.enabled) throw ConfigError(o.policy + ": quant.enabled is false: nothing to export");
+  set_threads(o.threads);
+  const int threads = build_info().threads;
+  torch::NoGradGuard no_grad;
+
+  // (a) the integer engine on an exported PROM model (random weights, observers set on random data).
+  torch::manual_seed(0);
+  auto qat = model::create_model(model_config(o));
+  quant::apply_policy(*qat, quant);
+  qat->train();
+  for (int i = 0; i < o.calibration; ++i) qat->forward(torch::randn({4, 3, o.size, o.size}));
+  qat->eval();
+  exporter::ExportOptions eo;
+  eo.input_size = o.size;
+  eo.preprocess = {o.size, o.size, {0.485, 0.456, 0.406}, {0.229, 0.224, 0.225}};
+  infer::IntegerEngine engine(exporter::export_model(*qat, eo));
+  torch::Tensor codes = engine.quantize_input(torch::randn({1, 3, o.size, o.size}));
+  for (int i = 0; i < o.warmup; ++i) engine.run(codes);
+  engine.reset_counts();
+  const double engine_ms = median_ms(0, o.iters, [&] { engine.run(codes); });
+
+  // (b) LibTorch fp32 eval of the same float architecture.
+  torch::manual_seed(0);
+  auto fp = model::create_model(model_config(o));
+  model::to_channels_last(*fp);
+  fp->eval();
+  torch::Tensor x = torch::randn({1, 3, o.size, o.size}).contiguous(torch::MemoryFormat::ChannelsLast);
+  const double torch_ms = median_ms(o.warmup, o.iters, [&] { fp->forward(x); });
+
+  // (c) torch.ao int8 under QNNPACK.
+  double ao_ms = -1;
+  if (!o.skip_torchvision) {
+    std::string cmd = o.python + " " + o.script + " --size " + std::to_string(o.size) + " --threads " +
+                      std::to_string(threads) + " --warmup " + std::to_string(o.warmup) + " --iters " +
+                      std::to_string(o.iters);
+    ao_ms = run_python_json(cmd, o.script)["ms"].get<double>();
+  }
+
+  // Ternary throughput and time per role from the engine's per-op timing.
+  const auto& counts = engine.counts();
+  const auto& secs = engine.op_seconds();
+  int64_t ternary_adds = 0;
+  double ternary_s = 0, total_s = 0;
+  std::map<std::string, double> by_role;
+  for (size_t i = 0; i < counts.size(); ++i) {
+    const auto& op = engine.model().ops[i];
+    total_s += secs[i];
+    std::string key = op.kind == exporter::OpKind::kConv || op.kind == exporter::OpKind::kLinear
+                          ? std::string(model::role_name(op.role)) + (op.ternary ? " (ternary)" : " (int8)")
+                          : exporter::op_kind_name(op.kind);
+    by_role[key] += secs[i];
+    if (op.kind == exporter::OpKind::kConv && op.ternary) {
+      ternary_adds += counts[i].counts.ternary_adds;
+      ternary_s += secs[i];
+    }
+  }
+
+  std::printf("prom-bench infer: MobileNetV2 1.0, 1000 classes, batch 1 at %lldx%lld, %d thread(s), median of %d "
+              "runs after %d warm-up\n", static_cast<long long>(o.size), static_cast<long long>(o.size), threads,
+              o.iters, o.warmup);
+  std::printf("%-44s %10.2f ms  (%s kernels)\n", "prom integer engine (PROM: ternary + int8)", engine_ms,
+              engine.kernel_name());
+  std::printf("%-44s %10.2f ms\n", "LibTorch fp32 eval (channels_last)", torch_ms);
+  if (ao_ms >= 0) std::printf("%-44s %10.2f ms\n", "torch.ao int8 QNNPACK (Python)", ao_ms);
+  else std::printf("%-44s %10s\n", "torch.ao int8 QNNPACK (Python)", "-");
+  std::printf("ratio engine / LibTorch fp32: %.2f (target <= 1.0)\n", engine_ms / torch_ms);
+  if (ao_ms >= 0) std::printf("ratio engine / torch.ao QNNPACK int8: %.2f\n", engine_ms / ao_ms);
+  std::printf("ternary layers: %lld additions per image, %.1f%% of engine time, %.2f G additions/s\n",
+              static_cast<long long>(ternary_adds / o.iters), 100.0 * ternary_s / total_s,
+              ternary_s > 0 ? ternary_adds / ternary_s / 1e9 : 0.0);
+  if (o.layers)
+    for (const auto& [role, s] : by_role)
+      std::printf("  %-32s %8.2f ms per image (%4.1f%%)\n", role.c_str(), 1000.0 * s / o.iters, 100.0 * s / total_s);
+  return 0;
+}
+
+}  // namespace prom::bench

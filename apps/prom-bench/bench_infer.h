@@ -1,0 +1,27 @@
+// `prom-bench infer`: batch-1 latency at 224 x 224 of prom's integer engine on a PROM MobileNetV2
+// 1.0 (1000 classes), against LibTorch fp32 eval of the same float architecture and torch.ao's int8
+// mobilenet_v2 under QNNPACK in Python, in the same run on the same threads. Also the ternary
+// kernel's throughput: additions executed by the ternary layers per second spent in them.
+#pragma once
+#include <CLI/CLI.hpp>
+#include <string>
+
+namespace prom::bench {
+
+struct InferBenchOptions {
+  int threads = 0;  // intra-op threads for all three; 0 = one per available core
+  int warmup = 5;
+  int iters = 20;   // timed batch-1 forwards; the median is reported
+  int64_t size = 224;
+  int calibration = 3;  // train-mode forwards on random batches of 4 that set the observers
+  std::string policy;   // default: configs/policies/prom.yaml
+  std::string python = "/usr/bin/python3";
+  std::string script;   // default: scripts/bench_infer_torchvision.py
+  bool skip_torchvision = false;
+  bool layers = false;  // print the engine's time per layer role
+};
+
+CLI::App* add_infer_command(CLI::App& cli, InferBenchOptions& options);
+int run_infer_bench(const InferBenchOptions& options);
+
+}  // namespace prom::bench

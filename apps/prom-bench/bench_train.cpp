@@ -1,0 +1,152 @@
+#include "bench_train.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <nlohmann/json.hpp>
+
+#include "core/build_info.h"
+#include "core/error.h"
+#include "model/registry.h"
+#include "quant/policy.h"
+#include "train/loss.h"
+#include "train/optimizer.h"
+
+namespace prom::bench {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+using Case = TrainCase;
+
+double median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  return v[v.size() / 2];
+}
+
+}  // namespace
+
+// The trainer's step: the same calls lib/train/trainer.cpp makes per iteration.
+StepTimes prom_step_ms(const Case& c, const TrainBenchOptions& o, const config::QuantConfig* quant) {
+  torch::manual_seed(0);
+  config::ModelConfig mc;
+  mc.num_classes = c.classes;
+  mc.width_mult = o.width_mult;
+  auto model = model::create_model(mc);
+  model::to_channels_last(*model);
+  if (quant != nullptr) quant::apply_policy(*model, *quant);
+  model->train();
+  config::OptimConfig oc;
+  oc.lr = 0.01;
+  oc.momentum = 0.9;
+  oc.weight_decay = 4e-5;
+  oc.no_decay_bn_bias = false;  // as the Python side: every parameter decays
+  train::Optimizer opt(train::param_groups(*model, oc), oc);
+  torch::Tensor x = torch::randn({c.batch, 3, c.size, c.size}).contiguous(torch::MemoryFormat::ChannelsLast);
+  torch::Tensor y = torch::randint(0, c.classes, {c.batch}, torch::kInt64);
+  std::vector<double> total, forward, backward, update;
+  auto ms = [](Clock::time_point a, Clock::time_point b) {
+    return std::chrono::duration<double, std::milli>(b - a).count();
+  };
+  for (int i = 0; i < o.warmup + o.iters; ++i) {
+    auto t0 = Clock::now();
+    opt.zero_grad();
+    torch::Tensor loss = train::classification_loss(model->forward(x), y, 0.0);
+    loss.item<double>();  // the trainer reads the loss every step (NaN check)
+    auto t1 = Clock::now();
+    loss.backward();
+    auto t2 = Clock::now();
+    opt.step();
+    auto t3 = Clock::now();
+    if (i < o.warmup) continue;
+    total.push_back(ms(t0, t3));
+    forward.push_back(ms(t0, t1));
+    backward.push_back(ms(t1, t2));
+    update.push_back(ms(t2, t3));
+  }
+  return {median(total), median(forward), median(backward), median(update)};
+}
+
+nlohmann::json run_python_json(const std::string& command, const std::string& script) {
+  std::string cmd = command + " 2>&1";
+  FILE* pipe = ::popen(cmd.c_str(), "r");
+  if (pipe == nullptr) throw Error(script + ": cannot run " + command);
+  std::string out;
+  char buf[4096];
+  size_t n;
+  while ((n = std::fread(buf, 1, sizeof buf, pipe)) > 0) out.append(buf, n);
+  int status = ::pclose(pipe);
+  auto start = out.rfind('{');
+  if (status == 0 && start != std::string::npos) {
+    try {
+      return nlohmann::json::parse(out.substr(start));
+    } catch (const std::exception&) {
+    }
+  }
+  throw Error(script + ": python benchmark failed: " + out.substr(0, 300));
+}
+
+namespace {
+
+nlohmann::json torchvision_step_ms(const Case& c, const TrainBenchOptions& o, int threads) {
+  std::string cmd = o.python + " " + o.script + " --batch " + std::to_string(c.batch) + " --size " +
+                    std::to_string(c.size) + " --classes " + std::to_string(c.classes) + " --threads " +
+                    std::to_string(threads) + " --warmup " + std::to_string(o.warmup) + " --iters " +
+                    std::to_string(o.iters);
+  return run_python_json(cmd, o.script);
+}
+
+}  // namespace
+
+CLI::App* add_train_command(CLI::App& cli, TrainBenchOptions& o) {
+  auto* c = cli.add_subcommand("train", "ms per training step: prom's MobileNetV2 vs torchvision's, same threads");
+  c->add_option("--threads", o.threads, "intra-op threads for both (0: one per core)")->capture_default_str();
+  c->add_option("--warmup", o.warmup, "untimed steps first")->capture_default_str()->check(CLI::Range(0, 100));
+  c->add_option("--iters", o.iters, "timed steps (median reported)")->capture_default_str()->check(CLI::Range(1, 1000));
+  c->add_option("--width", o.width_mult, "MobileNetV2 width multiplier")->capture_default_str();
+  c->add_option("--python", o.python, "Python with torch and torchvision")->capture_default_str();
+  c->add_option("--script", o.script, "the torchvision side (default: scripts/bench_train_torchvision.py)");
+  c->add_flag("--skip-torchvision", o.skip_torchvision, "measure prom only");
+  c->add_flag("--qat", o.qat, "PROM QAT step vs prom's float step vs torch.ao's eager QAT step");
+  c->add_option("--policy", o.policy, "--qat: quantization policy (default: configs/policies/prom.yaml)");
+  c->add_option("--qat-script", o.qat_script, "--qat: torch.ao's side (default: scripts/bench_qat_torchvision.py)");
+  return c;
+}
+
+int run_train_bench(const TrainBenchOptions& options) {
+  if (options.qat) return run_qat_bench(options);
+  TrainBenchOptions o = options;
+  if (o.script.empty()) o.script = std::string(PROM_BENCH_SCRIPTS) + "/bench_train_torchvision.py";
+  set_threads(o.threads);
+  const int threads = build_info().threads;
+  if (o.width_mult != 1.0 && !o.skip_torchvision)
+    throw ConfigError("--width: torchvision's side runs width 1.0 only; add --skip-torchvision");
+  std::printf("prom-bench train: MobileNetV2 %.2g, SGD step (forward, loss, backward, update), %d thread(s), "
+              "median of %d steps\n", o.width_mult, threads, o.iters);
+  std::printf("%-16s %12s %14s %14s %8s\n", "case", "prom ms", "tv NCHW ms", "tv NHWC ms", "ratio");
+  const Case cases[] = {{32, 224, 1000}, {128, 32, 10}};
+  double worst = 0;
+  for (const Case& c : cases) {
+    char name[32];
+    std::snprintf(name, sizeof name, "%lldx%lld px", static_cast<long long>(c.batch), static_cast<long long>(c.size));
+    const StepTimes t = prom_step_ms(c, o);
+    const double ours = t.total;
+    if (o.skip_torchvision) {
+      std::printf("%-16s %12.1f %14s %14s %8s\n", name, ours, "-", "-", "-");
+      std::printf("%-16s prom: forward+loss %.1f, backward %.1f, update %.1f ms\n", "", t.forward, t.backward, t.update);
+      continue;
+    }
+    auto tv = torchvision_step_ms(c, o, threads);
+    const double nchw = tv["contiguous_ms"].get<double>(), nhwc = tv["channels_last_ms"].get<double>();
+    const double ratio = ours / std::min(nchw, nhwc);
+    worst = std::max(worst, ratio);
+    std::printf("%-16s %12.1f %14.1f %14.1f %8.2f\n", name, ours, nchw, nhwc, ratio);
+    std::printf("%-16s prom: forward+loss %.1f, backward %.1f, update %.1f ms\n", "", t.forward, t.backward, t.update);
+    std::fflush(stdout);
+  }
+  if (!o.skip_torchvision)
+    std::printf("ratio = prom / faster torchvision format (target <= 1.0); worst %.2f\n", worst);
+  return 0;
+}
+
+}  // namespace prom::bench

@@ -1,0 +1,89 @@
+#include "data/decode.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <opencv2/imgcodecs.hpp>
+
+#include "data/jpeg_decode.h"
+
+namespace prom::data {
+namespace {
+
+[[noreturn]] void bad(const std::string& path, const std::string& what) { throw BadImage(at_path(path, what)); }
+
+// libjpeg decodes a truncated JPEG without an error (it warns and fills the rest with gray), while
+// PIL refuses it; so a JPEG must end its last scan with the end-of-image marker. Inside entropy-coded
+// data 0xFF is always followed by 0x00 or a restart marker, so scanning back from the end, the first
+// of EOI (FFD9) or start-of-scan (FFDA) we meet tells whether the last scan was finished. An EXIF
+// thumbnail's EOI sits before the main image's scans and cannot fool this.
+bool jpeg_is_complete(const std::vector<uchar>& b) {
+  for (size_t i = b.size() - 1; i > 0; --i) {
+    if (b[i - 1] != 0xFF) continue;
+    if (b[i] == 0xD9) return true;
+    if (b[i] == 0xDA) return false;
+  }
+  return false;
+}
+
+bool is_jpeg(const std::vector<uchar>& b) { return b.size() >= 3 && b[0] == 0xFF && b[1] == 0xD8 && b[2] == 0xFF; }
+
+}  // namespace
+
+std::vector<uchar> read_image_bytes(const std::string& path) {
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) {
+    struct stat st;
+    if (::lstat(path.c_str(), &st) == 0 && S_ISLNK(st.st_mode)) bad(path, "dangling symbolic link");
+    bad(path, std::string("cannot open: ") + std::strerror(errno));
+  }
+  struct stat st;
+  if (::fstat(fd, &st) != 0) {
+    int e = errno;
+    ::close(fd);
+    bad(path, std::string("cannot stat: ") + std::strerror(e));
+  }
+  if (S_ISDIR(st.st_mode)) {
+    ::close(fd);
+    bad(path, "is a directory, expected an image file");
+  }
+  std::vector<uchar> bytes(static_cast<size_t>(st.st_size));
+  size_t done = 0;
+  while (done < bytes.size()) {
+    ssize_t n = ::read(fd, bytes.data() + done, bytes.size() - done);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) {
+      int e = errno;
+      ::close(fd);
+      bad(path, n == 0 ? "file shrank while reading" : std::string("read failed: ") + std::strerror(e));
+    }
+    done += static_cast<size_t>(n);
+  }
+  ::close(fd);
+  if (bytes.empty()) bad(path, "empty file (0 bytes)");
+  return bytes;
+}
+
+cv::Mat decode_image(const std::vector<uchar>& bytes, const std::string& path) {
+  if (bytes.empty()) bad(path, "empty file (0 bytes)");
+  if (is_jpeg(bytes) && !jpeg_is_complete(bytes)) bad(path, "truncated JPEG (no end-of-image marker after the last scan)");
+  cv::Mat img;
+  if (is_jpeg(bytes) && decode_jpeg_fast(bytes, img)) return img;
+  try {
+    // IMREAD_COLOR: gray is replicated, alpha dropped, CMYK converted, 16-bit scaled to 8-bit — what
+    // PIL's convert("RGB") does, except channel order (BGR here; the tensor writer swaps).
+    img = cv::imdecode(bytes, cv::IMREAD_COLOR | cv::IMREAD_IGNORE_ORIENTATION);
+  } catch (const cv::Exception& e) {
+    bad(path, "cannot decode: " + e.msg);
+  }
+  if (img.empty()) bad(path, "cannot decode: corrupt, truncated or not an image");
+  if (img.type() != CV_8UC3) bad(path, "decoder returned an unexpected pixel type");
+  return img;
+}
+
+cv::Mat decode_image_file(const std::string& path) { return decode_image(read_image_bytes(path), path); }
+
+}  // namespace prom::data

@@ -1,0 +1,216 @@
+// The trainer as users run it: real prom-train and prom-eval processes on tiny synthetic data and a
+// tiny MobileNetV2 (width 0.25, 16 px). Resume must be exact, signals must leave a resumable
+// checkpoint, a NaN loss must stop the run.
+#include <fcntl.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <catch2/catch.hpp>
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <thread>
+
+#include "support/command.h"
+#include "train/checkpoint.h"
+
+extern char** environ;
+
+using namespace prom::test;
+using Catch::Matchers::Contains;
+using json = nlohmann::json;
+
+namespace {
+
+// 256 samples in batches of 16: 16 iterations per epoch, about 0.1 s per epoch on one thread.
+std::string tiny_config(const TempDir& dir, const std::string& extra = "") {
+  return dir.write("tiny.yaml",
+                   "run: {name: tiny, out_dir: " + dir.path() + "/runs, seed: 3, threads: 1, log_every: 1}\n"
+                   "model: {arch: mobilenet_v2, num_classes: 4, width_mult: 0.25, small_input: true, input_size: 16}\n"
+                   "data:\n"
+                   "  synthetic: {enabled: true, samples: 256, eval_samples: 64, image_size: 16, classes: 4}\n"
+                   "train: {epochs: 2, batch_size: 16, label_smoothing: 0.1}\n"
+                   "optim: {name: sgd, lr: 0.05, momentum: 0.9, nesterov: true, weight_decay: 0.0001}\n"
+                   "schedule: {name: cosine, warmup_epochs: 0.5}\n" +
+                       extra);
+}
+
+std::vector<json> records(const std::string& run_dir, const std::string& kind) {
+  std::ifstream in(run_dir + "/metrics.jsonl");
+  std::vector<json> out;
+  for (std::string line; std::getline(in, line);) {
+    json j = json::parse(line);
+    if (j["kind"] == kind) out.push_back(j);
+  }
+  return out;
+}
+
+// The per-epoch metrics that must not depend on where a run was interrupted (not the timings).
+json deterministic(const json& epoch) {
+  json out;
+  for (const char* k : {"epoch", "iteration", "lr", "train_loss", "train_top1", "eval_loss", "eval_top1", "eval_top5",
+                        "ema_eval_top1", "ema_eval_top5"})
+    if (epoch.contains(k)) out[k] = epoch[k];
+  return out;
+}
+
+std::string train_cmd(const std::string& args) { return bin("prom-train") + " " + args; }
+
+}  // namespace
+
+TEST_CASE("resume after epoch 1 reaches the metrics of an uninterrupted run", "[train_cli]") {
+  TempDir dir("resume");
+  // Step decay does not depend on train.epochs, so a 1-epoch run may be extended to 2 epochs.
+  auto cfg = tiny_config(dir);
+  const std::string common = " --config " + cfg + " --set schedule.name=step --set schedule.step_epochs=1" +
+                             " --set schedule.gamma=0.5 --set train.ema.enabled=true --set train.ema.decay=0.9";
+  auto full = run_command(train_cmd(common + " --set run.name=full"));
+  REQUIRE(full.exit_code == 0);
+  auto part = run_command(train_cmd(common + " --set run.name=part --set train.epochs=1"));
+  REQUIRE(part.exit_code == 0);
+  const std::string part_dir = dir.path() + "/runs/part";
+  auto ckpt = prom::train::load_checkpoint(part_dir + "/last.safetensors");
+  CHECK(ckpt.progress.epoch == 1);
+  CHECK(ckpt.progress.iteration == 16);
+  auto resumed = run_command(train_cmd("--resume " + part_dir + " --set train.epochs=2"));
+  INFO(resumed.output);
+  REQUIRE(resumed.exit_code == 0);
+  CHECK_THAT(resumed.output, Contains("resumed from"));
+  auto a = records(dir.path() + "/runs/full", "epoch"), b = records(part_dir, "epoch");
+  REQUIRE(a.size() == 2);
+  REQUIRE(b.size() == 2);
+  CHECK(deterministic(a[1]).dump() == deterministic(b[1]).dump());
+  CHECK(a[1]["train_loss"] != a[0]["train_loss"]);  // epoch 2 did train
+  // The final weights are bit-identical too.
+  auto wa = prom::train::load_checkpoint(dir.path() + "/runs/full/last.safetensors").model;
+  auto wb = prom::train::load_checkpoint(part_dir + "/last.safetensors").model;
+  for (const auto& [k, t] : wa) {
+    INFO(k);
+    CHECK(torch::equal(t, wb.at(k)));
+  }
+  // Every run leaves its resolved config, its log and a best checkpoint.
+  for (const char* f : {"config.yaml", "train.log", "best.safetensors", "metrics.jsonl"})
+    CHECK(std::filesystem::exists(part_dir + "/" + f));
+  // Starting over in a run directory that holds a run is refused.
+  auto again = run_command(train_cmd(common + " --set run.name=part"));
+  CHECK(again.exit_code == 2);
+  CHECK_THAT(again.output, Contains("already holds a run; continue it with --resume"));
+}
+
+TEST_CASE("SIGTERM mid-epoch: exit 143, a resumable checkpoint, and the same final metrics", "[train_cli]") {
+  TempDir dir("signal");
+  auto cfg = tiny_config(dir, "");
+  const std::string common = " --set optim.name=adamw --set optim.lr=0.002 --set optim.weight_decay=0.05";
+  auto ref = run_command(train_cmd("--config " + cfg + common + " --set run.name=ref"));
+  REQUIRE(ref.exit_code == 0);
+
+  // A real process, slowed to ~0.1 s per step by a test hook, signalled once it is inside epoch 1.
+  const std::string run_dir = dir.path() + "/runs/sig";
+  std::vector<std::string> args = {bin("prom-train"), "--config", cfg, "--set", "optim.name=adamw",
+                                   "--set", "optim.lr=0.002", "--set", "optim.weight_decay=0.05",
+                                   "--set", "run.name=sig", "--set", "train.test_hooks.step_sleep_ms=100"};
+  std::vector<char*> argv;
+  for (auto& a : args) argv.push_back(a.data());
+  argv.push_back(nullptr);
+  posix_spawn_file_actions_t actions;
+  posix_spawn_file_actions_init(&actions);
+  const std::string log = dir.file("sig.log");
+  posix_spawn_file_actions_addopen(&actions, STDOUT_FILENO, log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+  posix_spawn_file_actions_adddup2(&actions, STDOUT_FILENO, STDERR_FILENO);
+  pid_t pid = 0;
+  REQUIRE(posix_spawn(&pid, argv[0], &actions, nullptr, argv.data(), environ) == 0);
+  posix_spawn_file_actions_destroy(&actions);
+  bool signalled = false;
+  for (int i = 0; i < 300 && !signalled; ++i) {  // up to 30 s for start-up on a busy machine
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    if (!std::filesystem::exists(run_dir + "/metrics.jsonl")) continue;
+    auto steps = records(run_dir, "step");
+    if (!steps.empty() && steps.back()["epoch"] == 1 && steps.back()["batch"].get<int>() >= 2) {
+      ::kill(pid, SIGTERM);
+      signalled = true;
+    }
+  }
+  int status = 0;
+  ::waitpid(pid, &status, 0);
+  std::ifstream in(log);
+  std::string output((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  INFO(output);
+  REQUIRE(signalled);
+  REQUIRE(WIFEXITED(status));
+  CHECK(WEXITSTATUS(status) == 143);
+  CHECK_THAT(output, Contains("SIGTERM received in epoch 1"));
+  auto ckpt = prom::train::load_checkpoint(run_dir + "/last.safetensors");
+  CHECK(ckpt.progress.epoch == 0);           // stopped inside epoch 1 ...
+  CHECK(ckpt.progress.batches_done > 0);     // ... after some of its batches
+  CHECK(ckpt.progress.batches_done < 16);
+  CHECK(ckpt.progress.iteration == ckpt.progress.batches_done);
+  CHECK(records(run_dir, "stop").size() == 1);
+
+  // The test hook only sleeps; turning it off does not change the arithmetic.
+  auto resumed = run_command(train_cmd("--resume " + run_dir + " --set train.test_hooks.step_sleep_ms=0"));
+  INFO(resumed.output);
+  REQUIRE(resumed.exit_code == 0);
+  auto a = records(dir.path() + "/runs/ref", "epoch"), b = records(run_dir, "epoch");
+  REQUIRE(a.size() == 2);
+  REQUIRE(b.size() == 2);
+  for (int e = 0; e < 2; ++e) CHECK(deterministic(a[e]).dump() == deterministic(b[e]).dump());
+}
+
+TEST_CASE("a NaN loss stops the run with exit 1 and keeps the last good checkpoint", "[train_cli]") {
+  TempDir dir("nan");
+  auto cfg = tiny_config(dir);
+  // Iteration 20 is in epoch 2: epoch 1's checkpoint must survive.
+  auto r = run_command(train_cmd("--config " + cfg + " --set train.test_hooks.nan_loss_at_iteration=20"));
+  INFO(r.output);
+  CHECK(r.exit_code == 1);
+  CHECK_THAT(r.output, Contains("prom-train: error: iteration 20 (epoch 2): the loss is NaN"));
+  CHECK_THAT(r.output, Contains("the last good checkpoint is"));
+  auto ckpt = prom::train::load_checkpoint(dir.path() + "/runs/tiny/last.safetensors");
+  CHECK(ckpt.progress.epoch == 1);
+  CHECK(ckpt.progress.iteration == 16);
+  for (const auto& [k, t] : ckpt.model) {
+    INFO(k);
+    if (t.is_floating_point()) CHECK(torch::isfinite(t).all().item<bool>());
+  }
+  // A real divergence (no hook) is caught the same way.
+  auto diverge = run_command(train_cmd("--config " + cfg + " --set run.name=huge --set optim.lr=1e30"));
+  CHECK(diverge.exit_code == 1);
+  CHECK_THAT(diverge.output, Contains("the loss is"));
+}
+
+TEST_CASE("prom-eval reports a checkpoint's accuracy and refuses other classes", "[train_cli]") {
+  TempDir dir("eval");
+  auto cfg = tiny_config(dir, "");
+  auto r = run_command(train_cmd("--config " + cfg + " --set train.epochs=1"));
+  REQUIRE(r.exit_code == 0);
+  const std::string ckpt = dir.path() + "/runs/tiny/last.safetensors";
+  auto e = run_command(bin("prom-eval") + " --checkpoint " + ckpt + " --json");
+  INFO(e.output);
+  REQUIRE(e.exit_code == 0);
+  json out = json::parse(e.output.substr(e.output.find('{')));
+  auto epochs = records(dir.path() + "/runs/tiny", "epoch");
+  REQUIRE(epochs.size() == 1);
+  CHECK(out["top1"] == epochs[0]["eval_top1"]);  // the same model on the same data
+  CHECK(out["top5"] == epochs[0]["eval_top5"]);
+  CHECK(out["samples"] == 64);
+  REQUIRE(out["per_class"].size() == 4);
+  int64_t correct = 0;
+  for (const auto& c : out["per_class"]) {
+    CHECK(c["total"] == 16);
+    correct += c["correct"].get<int64_t>();
+  }
+  CHECK(100.0 * correct / 64 == Approx(out["top1"].get<double>()));
+
+  auto text = run_command(bin("prom-eval") + " --checkpoint " + ckpt);
+  CHECK(text.exit_code == 0);
+  CHECK_THAT(text.output, Contains("class_003"));
+
+  auto bad = run_command(bin("prom-eval") + " --checkpoint " + ckpt +
+                         " --set data.synthetic.classes=3 --set model.num_classes=3");
+  CHECK(bad.exit_code == 1);
+  CHECK_THAT(bad.output, Contains("prom-eval: error: " + ckpt +
+                                  ": class list does not match the data (the checkpoint has 4 classes, the data 3)"));
+}
