@@ -39,6 +39,7 @@ for ((r = 0; r < n; r++)); do
   pids+=($!)
 done
 
+# shellcheck disable=SC2317  # called from the traps
 forward() {
   for p in "${pids[@]}"; do kill -"$1" "$p" 2>/dev/null; done
 }
@@ -64,7 +65,13 @@ while [ "$remaining" -gt 0 ]; do
       [ -n "${done_pids[$p]:-}" ] || kill -TERM "$p" 2>/dev/null
     done
     # Ranks stuck in a collective may not react to SIGTERM until their timeout: SIGKILL after 10 s.
-    ( sleep 10; for p in "${pids[@]}"; do kill -KILL "$p" 2>/dev/null; done ) &
+    (
+      trap 'kill "$s" 2>/dev/null; exit 0' TERM
+      sleep 10 &
+      s=$!
+      wait "$s"
+      for p in "${pids[@]}"; do kill -KILL "$p" 2>/dev/null; done
+    ) >/dev/null 2>&1 &
     killer=$!
   fi
 done

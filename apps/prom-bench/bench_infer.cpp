@@ -66,7 +66,7 @@ int run_infer_bench(const InferBenchOptions& options) {
   InferBenchOptions o = options;
   if (o.policy.empty()) o.policy = std::string(PROM_BENCH_SCRIPTS) + "/../configs/policies/prom.yaml";
   if (o.script.empty()) o.script = std::string(PROM_BENCH_SCRIPTS) + "/bench_infer_torchvision.py";
-  const config::QuantConfig quant = config::load_config(o.policy).quant;
+  const config::QuantConfig quant = load_policy(o.policy);
   if (!quant.enabled) throw ConfigError(o.policy + ": quant.enabled is false: nothing to export");
   set_threads(o.threads);
   const int threads = build_info().threads;

@@ -16,7 +16,7 @@ int run_qat_bench(const TrainBenchOptions& options) {
   TrainBenchOptions o = options;
   if (o.policy.empty()) o.policy = std::string(PROM_BENCH_SCRIPTS) + "/../configs/policies/prom.yaml";
   if (o.qat_script.empty()) o.qat_script = std::string(PROM_BENCH_SCRIPTS) + "/bench_qat_torchvision.py";
-  const config::QuantConfig quant = config::load_config(o.policy).quant;
+  const config::QuantConfig quant = load_policy(o.policy);
   if (!quant.enabled) throw ConfigError(o.policy + ": quant.enabled is false: nothing to measure with --qat");
   set_threads(o.threads);
   const int threads = build_info().threads;

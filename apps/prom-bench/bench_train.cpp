@@ -3,8 +3,14 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <unistd.h>
 #include <nlohmann/json.hpp>
 
+#include <torch/csrc/autograd/profiler_legacy.h>
+
+#include "config/config.h"
 #include "core/build_info.h"
 #include "core/error.h"
 #include "model/registry.h"
@@ -64,7 +70,35 @@ StepTimes prom_step_ms(const Case& c, const TrainBenchOptions& o, const config::
     backward.push_back(ms(t1, t2));
     update.push_back(ms(t2, t3));
   }
+  if (!o.profile.empty()) {
+    std::string path = o.profile + (quant != nullptr ? ".qat" : ".float") + "." + std::to_string(c.size) + ".json";
+    torch::autograd::profiler::RecordProfile guard(path);
+    opt.zero_grad();
+    torch::Tensor loss = train::classification_loss(model->forward(x), y, 0.0);
+    loss.item<double>();
+    loss.backward();
+    opt.step();
+  }
   return {median(total), median(forward), median(backward), median(update)};
+}
+
+config::QuantConfig load_policy(const std::string& path) {
+  char name[] = "/tmp/prom-bench-policy-XXXXXX.yaml";
+  int fd = ::mkstemps(name, 5);
+  if (fd < 0) throw Error(std::string("cannot create a temporary file ") + name);
+  std::string text = "base: " + std::filesystem::absolute(path).string() +
+                     "\nmodel: {arch: mobilenet_v2, num_classes: 1000}\n";
+  bool ok = ::write(fd, text.data(), text.size()) == static_cast<ssize_t>(text.size());
+  ::close(fd);
+  try {
+    if (!ok) throw Error(std::string("cannot write ") + name);
+    config::QuantConfig q = config::load_config(name).quant;
+    std::remove(name);
+    return q;
+  } catch (...) {
+    std::remove(name);
+    throw;
+  }
 }
 
 nlohmann::json run_python_json(const std::string& command, const std::string& script) {
@@ -109,6 +143,7 @@ CLI::App* add_train_command(CLI::App& cli, TrainBenchOptions& o) {
   c->add_flag("--skip-torchvision", o.skip_torchvision, "measure prom only");
   c->add_flag("--qat", o.qat, "PROM QAT step vs prom's float step vs torch.ao's eager QAT step");
   c->add_option("--policy", o.policy, "--qat: quantization policy (default: configs/policies/prom.yaml)");
+  c->add_option("--profile", o.profile, "profile one more prom step: chrome traces PREFIX.{qat,float}.SIZE.json");
   c->add_option("--qat-script", o.qat_script, "--qat: torch.ao's side (default: scripts/bench_qat_torchvision.py)");
   return c;
 }

@@ -22,6 +22,7 @@ struct TrainBenchOptions {
   bool qat = false;         // --qat: PROM QAT step vs float step vs torch.ao's QAT (bench_qat.cpp)
   std::string policy;       // --qat: the quantization policy (default: configs/policies/prom.yaml)
   std::string qat_script;   // --qat: torch.ao's side (default: scripts/bench_qat_torchvision.py)
+  std::string profile;      // one more step of prom's under LibTorch's profiler, as a chrome trace here
 };
 
 struct TrainCase {
@@ -35,6 +36,9 @@ struct StepTimes {
 // prom's training step (the trainer's calls) on a channels-last MobileNetV2; with `quant`, the
 // policy's fake quantizers are attached first (as the trainer does: after channels_last).
 StepTimes prom_step_ms(const TrainCase& c, const TrainBenchOptions& o, const config::QuantConfig* quant = nullptr);
+// The `quant:` section of a policy file (configs/policies/*.yaml), loaded through a config that
+// includes it (a policy alone lacks the required model keys).
+config::QuantConfig load_policy(const std::string& path);
 // Runs `command` (stderr included) and parses the last JSON object it prints; throws with its output.
 nlohmann::json run_python_json(const std::string& command, const std::string& script);
 

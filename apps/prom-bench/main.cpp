@@ -2,6 +2,7 @@
 #include <iostream>
 
 #include "app/app.h"
+#include "bench_dist.h"
 #include "bench_infer.h"
 #include "bench_train.h"
 #ifdef PROM_WITH_DATA
@@ -20,9 +21,12 @@ int main(int argc, char** argv) {
   CLI::App* train_cmd = prom::bench::add_train_command(cli, train);
   prom::bench::InferBenchOptions infer;
   CLI::App* infer_cmd = prom::bench::add_infer_command(cli, infer);
+  prom::bench::DistBenchOptions dist;
+  CLI::App* dist_cmd = prom::bench::add_dist_command(cli, dist);
   return prom::app::run(cli, argc, argv, [&]() -> int {
     if (train_cmd->parsed()) return prom::bench::run_train_bench(train);
     if (infer_cmd->parsed()) return prom::bench::run_infer_bench(infer);
+    if (dist_cmd->parsed()) return prom::bench::run_dist_bench(dist);
 #ifdef PROM_WITH_DATA
     if (loader_cmd->parsed()) return prom::bench::run_loader_bench(loader);
 #endif

@@ -122,10 +122,12 @@ int main(int argc, char** argv) {
 
     // ---- the config (data, model) comes from the checkpoint unless --config is given
     prom::app::LoadedModel loaded;
+    prom::app::ModelFile file;
     prom::config::Config config;
     if (!checkpoint.empty()) {
-      loaded = prom::app::load_model(checkpoint, flags);
-      config = loaded.config;
+      file = prom::app::read_model_file(checkpoint, flags);
+      config = file.config;
+      loaded.classes = file.classes;
     } else {
       if (flags.config_path.empty()) throw prom::ConfigError("--model needs --config (for the data) or --checkpoint");
       config = prom::app::load_config(flags);
@@ -148,13 +150,13 @@ int main(int argc, char** argv) {
                                           : config.quant.enabled            ? "fakequant"
                                                                             : "float";
     if (engine == "integer" && !integer) throw prom::ConfigError("--engine integer needs --model FILE.prom");
-    if ((engine == "fakequant" || engine == "float") && !loaded.model)
+    if ((engine == "fakequant" || engine == "float") && checkpoint.empty())
       throw prom::ConfigError("--engine " + engine + " needs --checkpoint");
     if (engine == "fakequant" && !config.quant.enabled)
       throw prom::ConfigError(checkpoint + ": is a float checkpoint (quant.enabled is false); use --engine float");
     if (engine == "float" && config.quant.enabled)
       throw prom::ConfigError(checkpoint + ": is a QAT checkpoint; use --engine fakequant");
-    if (compare && (!loaded.model || !integer)) throw prom::ConfigError("--compare needs --checkpoint and --model");
+    if (compare && (checkpoint.empty() || !integer)) throw prom::ConfigError("--compare needs --checkpoint and --model");
 
     const bool use_engine = engine == "integer";
     const torch::Device device = use_engine || compare ? torch::Device(torch::kCPU)
@@ -165,7 +167,10 @@ int main(int argc, char** argv) {
     request.channels_last = config.model.channels_last && !use_engine;
     request.pin_memory = device.is_cuda();
     request.expected_classes = classes;  // labels are indices into this list: a different one would be silently wrong
+    request.classes_origin = checkpoint.empty() ? model_path : checkpoint;
     auto source = prom::app::make_source(config, request);
+    // Only now build the model: a class-count mismatch is reported as such, not as a shape error.
+    if (!checkpoint.empty()) loaded.model = prom::app::build_model(file, checkpoint);
     if (classes.empty()) {
       std::cerr << "prom-eval: warning: " << checkpoint << " has no class list; assuming the data's order\n";
       classes = source->classes();

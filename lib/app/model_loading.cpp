@@ -37,8 +37,8 @@ config::Config embedded_config(const std::string& checkpoint, const std::string&
   }
 }
 
-LoadedModel load_model(const std::string& checkpoint, const ConfigFlags& flags) {
-  LoadedModel out;
+ModelFile read_model_file(const std::string& checkpoint, const ConfigFlags& flags) {
+  ModelFile out;
   train::Checkpoint ckpt;
   try {
     ckpt = train::load_checkpoint(checkpoint);
@@ -55,10 +55,25 @@ LoadedModel load_model(const std::string& checkpoint, const ConfigFlags& flags) 
     out.config = load_config(flags);
   }
   out.classes = ckpt.classes;
-  out.model = model::create_model(out.config.model);
-  if (out.config.quant.enabled) quant::apply_policy(*out.model, out.config.quant);
-  model::load_state_dict(*out.model, ckpt.model, checkpoint);
-  out.model->eval();
+  out.tensors = std::move(ckpt.model);
+  return out;
+}
+
+std::shared_ptr<model::ClassifierModel> build_model(const ModelFile& file, const std::string& origin) {
+  auto net = model::create_model(file.config.model);
+  if (file.config.quant.enabled) quant::apply_policy(*net, file.config.quant);
+  model::load_state_dict(*net, file.tensors, origin);
+  net->eval();
+  return net;
+}
+
+LoadedModel load_model(const std::string& checkpoint, const ConfigFlags& flags) {
+  ModelFile file = read_model_file(checkpoint, flags);
+  LoadedModel out;
+  out.model = build_model(file, checkpoint);
+  out.config = std::move(file.config);
+  out.classes = std::move(file.classes);
+  out.is_checkpoint = file.is_checkpoint;
   return out;
 }
 

@@ -19,7 +19,7 @@ std::unique_ptr<data::BatchSource> make_source(const config::Config& config, con
     o.rank = request.rank;
     o.world_size = request.world_size;
     auto source = data::make_synthetic_source(config, request.eval, o);
-    train::check_classes(request.expected_classes, source->classes(), "data.synthetic");
+    train::check_classes(request.expected_classes, source->classes(), request.classes_origin);
     return source;
   }
 #ifdef PROM_WITH_IMAGE_SOURCE

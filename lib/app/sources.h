@@ -18,6 +18,7 @@ struct SourceRequest {
   bool pin_memory = false;
   // When set, the data must have exactly these classes in this order (prom::Error otherwise).
   std::vector<std::string> expected_classes;
+  std::string classes_origin = "the expected class list";  // where expected_classes came from, for errors
 };
 
 std::unique_ptr<data::BatchSource> make_source(const config::Config& config, const SourceRequest& request);

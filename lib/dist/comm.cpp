@@ -1,5 +1,7 @@
 #include "dist/comm.h"
 
+#include <torch/csrc/distributed/c10d/Backend.hpp>
+#include <torch/csrc/distributed/c10d/ProcessGroup.hpp>
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
 #include <torch/version.h>
 
@@ -14,6 +16,7 @@
 #include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
 #endif
 #ifdef PROM_WITH_NCCL
+#include <c10/cuda/CUDAFunctions.h>
 #include <torch/csrc/distributed/c10d/ProcessGroupNCCL.hpp>
 #endif
 
@@ -40,7 +43,7 @@ std::string one_line(const std::exception& e) {
   return s;
 }
 
-bool is_loopback(const std::string& host) {
+[[maybe_unused]] bool is_loopback(const std::string& host) {
   return host == "localhost" || host.rfind("127.", 0) == 0 || host == "::1";
 }
 
@@ -104,6 +107,7 @@ std::shared_ptr<Comm> Comm::connect(const WorldInfo& world, const config::DistCo
       // Without asynchronous error handling a NCCL collective whose peer died blocks forever.
       setenv("TORCH_NCCL_ASYNC_ERROR_HANDLING", "1", 0);
       setenv("NCCL_ASYNC_ERROR_HANDLING", "1", 0);
+      c10::cuda::set_device(device.index());  // NCCL's communicators and streams on this rank's GPU
       auto o = c10d::ProcessGroupNCCL::Options::create();
       o->timeout = timeout;
       impl->group = c10::make_intrusive<c10d::ProcessGroupNCCL>(impl->store, w.rank, w.world_size, o);

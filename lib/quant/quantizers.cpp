@@ -32,6 +32,34 @@ struct StraightThrough : public torch::autograd::Function<StraightThrough> {
   }
 };
 
+// A channels-last tensor as the dense NHWC view of the same memory: full reductions (max, aminmax)
+// then read it in place instead of first copying it to NCHW (what they do with channels-last input).
+torch::Tensor dense_view(const torch::Tensor& x) {
+  if (x.dim() == 4 && !x.is_contiguous() && x.is_contiguous(torch::MemoryFormat::ChannelsLast))
+    return x.permute({0, 2, 3, 1});
+  return x;
+}
+
+// torch's fake_quantize_per_tensor_affine (same kernel, same values), with the straight-through
+// gradient computed as where(mask, grad, 0) instead of grad * mask: torch's backward first converts
+// the bool mask to a float tensor, a full extra pass per activation. (Identical for finite
+// gradients, up to the sign of zeros.)
+struct FakeQuantPerTensor : public torch::autograd::Function<FakeQuantPerTensor> {
+  static torch::Tensor forward(torch::autograd::AutogradContext* ctx, const torch::Tensor& x, const torch::Tensor& scale,
+                               const torch::Tensor& zero_point, int64_t qmin, int64_t qmax) {
+    auto [y, mask] = torch::_fake_quantize_per_tensor_affine_cachemask_tensor_qparams(
+        x, scale, zero_point, torch::ones({1}, x.options().dtype(torch::kLong)), qmin, qmax);
+    ctx->save_for_backward({mask});
+    return y;
+  }
+  static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
+                                                 torch::autograd::variable_list grad) {
+    torch::Tensor mask = ctx->get_saved_variables()[0];
+    return {torch::where(mask, grad[0], torch::zeros({}, grad[0].options())), torch::Tensor(), torch::Tensor(),
+            torch::Tensor(), torch::Tensor()};
+  }
+};
+
 }  // namespace
 
 // ---- ternary ----
@@ -155,7 +183,14 @@ torch::Tensor ActivationQuantImpl::forward(const torch::Tensor& x_in) {
   bool first = !initialized();
   if (is_training() && (observing_ || first)) {
     torch::NoGradGuard no_grad;
-    torch::Tensor batch_range = unsigned_ ? x.max().clamp_min(0) : x.abs().max();
+    // One pass over x: max|x| = max(max x, -min x), exactly, without an |x| temporary.
+    torch::Tensor batch_range;
+    if (unsigned_) {
+      batch_range = dense_view(x).max().clamp_min(0);
+    } else {
+      auto [lo, hi] = torch::aminmax(dense_view(x));
+      batch_range = torch::maximum(hi, lo.neg());
+    }
     batch_range = batch_range.reshape({1});
     if (first) range_.copy_(batch_range);
     else range_.mul_(1.0 - momentum_).add_(batch_range * momentum_);
@@ -176,7 +211,7 @@ torch::Tensor ActivationQuantImpl::quantize(const torch::Tensor& x_in) {
   }
   torch::Tensor scale = (range_ / static_cast<double>(qmax())).clamp_min(kEps);
   torch::Tensor zp = torch::zeros({1}, torch::TensorOptions().dtype(torch::kInt32).device(x.device()));
-  return torch::fake_quantize_per_tensor_affine(x, scale, zp, qmin(), qmax());
+  return FakeQuantPerTensor::apply(x, scale, zp, qmin(), qmax());
 }
 
 torch::Tensor PooledActivationQuantImpl::forward(const torch::Tensor& x) {

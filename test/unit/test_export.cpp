@@ -142,6 +142,40 @@ TEST_CASE("AVX2 and portable kernels give identical integers", "[export]") {
   CHECK(b[5] == 3 * x[5] - 7 * x[37 + 5] + 127 * x[74 + 5] - 127 * x[111 + 5] + x[185 + 5] - x[222 + 5]);
 }
 
+TEST_CASE("parallel and serial engines, AVX2 and portable conv kernels give identical integers", "[export]") {
+  QatFixture f;
+  auto m = f.exported();
+  const int threads = torch::get_num_threads();
+  torch::set_num_threads(std::max(2, threads));  // the parallel path splits output channels
+  infer::IntegerEngine parallel(m), serial(m, {true, false}), portable(m, {false, false});
+  auto codes = parallel.quantize_input(f.images.slice(0, 0, 6));
+  auto a = parallel.run(codes);
+  CHECK(torch::equal(a, serial.run(codes)));
+  CHECK(torch::equal(a, portable.run(codes)));
+  for (size_t i = 0; i < m.activations.size(); ++i) CHECK(parallel.activation(i) == portable.activation(i));
+  for (size_t i = 0; i < parallel.counts().size(); ++i) CHECK(parallel.counts()[i].counts == serial.counts()[i].counts);
+  torch::set_num_threads(threads);
+  // Stem/depthwise planes: odd sizes, strides 1-3, kernels 1, 3 and 5.
+  std::vector<int16_t> x(23 * 29);
+  for (size_t i = 0; i < x.size(); ++i) x[i] = static_cast<int16_t>((i * 53) % 256 - (i % 5 ? 0 : 128));
+  std::vector<int8_t> w(25);
+  for (size_t i = 0; i < w.size(); ++i) w[i] = static_cast<int8_t>((i * 37) % 255 - 127);
+  for (int64_t k : {1, 3, 5})
+    for (int64_t s : {1, 2, 3}) {
+      INFO("k " << k << " stride " << s);
+      const int64_t oh = (23 - k) / s + 1, ow = (29 - k) / s + 1;
+      std::vector<int32_t> fast(oh * ow, 5), slow(oh * ow, 5), ref(oh * ow, 5);  // accumulates onto acc
+      infer::kernels::conv_plane(x.data(), 29, w.data(), k, s, oh, ow, fast.data(), true);
+      infer::kernels::conv_plane(x.data(), 29, w.data(), k, s, oh, ow, slow.data(), false);
+      for (int64_t oy = 0; oy < oh; ++oy)
+        for (int64_t ox = 0; ox < ow; ++ox)
+          for (int64_t ky = 0; ky < k; ++ky)
+            for (int64_t kx = 0; kx < k; ++kx) ref[oy * ow + ox] += w[ky * k + kx] * x[(oy * s + ky) * 29 + ox * s + kx];
+      CHECK(fast == ref);
+      CHECK(slow == ref);
+    }
+}
+
 TEST_CASE("counted operations equal the analytic ones; ternary layers multiply nothing", "[export]") {
   QatFixture f;
   auto m = f.exported();

@@ -3,6 +3,7 @@
 
 #include "config/config.h"
 #include "model/registry.h"
+#include "model/weights.h"
 #include "quant/policy.h"
 #include "quant/quantizers.h"
 #include "support/command.h"
@@ -226,4 +227,28 @@ TEST_CASE("freezing BN and observers at their epochs", "[quant]") {
   model->train();
   quant::on_epoch_start(*model, c, 2);
   CHECK_FALSE(observing());
+}
+
+TEST_CASE("an activation quantizer's initialized flag follows loaded state", "[quant]") {
+  // The forward reads a cached flag, not the buffer: a state load (resume) must still be seen.
+  auto x = torch::linspace(-3, 5, 101);
+  auto fresh = std::make_shared<quant::ActivationQuantImpl>(false, false, 0.5);
+  auto q = std::make_shared<quant::ActivationQuantImpl>(false, false, 0.5);
+  q->train();
+  q->forward(x);
+  CHECK(q->initialized());
+  model::load_state_dict(*q, model::state_dict(*fresh), "mem");  // saved before the first batch
+  CHECK_FALSE(q->initialized());
+  q->eval();
+  CHECK(torch::equal(q->forward(x), x));
+  auto trained = std::make_shared<quant::ActivationQuantImpl>(false, false, 0.5);
+  trained->train();
+  trained->forward(x * 2);
+  model::load_state_dict(*q, model::state_dict(*trained), "mem");
+  CHECK(q->initialized());
+  CHECK(q->scale() == Approx(10.0 / 127));
+  CHECK(torch::equal(q->forward(x), trained->quantize(x)));
+  q->train();  // a loaded initialized state is not re-initialized by the next batch: EMA
+  q->forward(x * 4);
+  CHECK(q->scale() == Approx((0.5 * 10 + 0.5 * 20) / 127));
 }
