@@ -3,14 +3,104 @@
 // (torchvision's quantizable mobilenet_v2, fused, fbgemm QAT qconfig) in Python, in the same run
 // on the same threads and batches as `prom-bench train`.
 #include <algorithm>
+#include <chrono>
 #include <cstdio>
+#include <torch/csrc/autograd/profiler_legacy.h>
 
 #include "bench_train.h"
 #include "config/config.h"
 #include "core/build_info.h"
 #include "core/error.h"
+#include "model/registry.h"
+#include "quant/policy.h"
+#include "train/loss.h"
+#include "train/optimizer.h"
 
 namespace prom::bench {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+// One side of the comparison: the trainer's step, as prom_step_ms (bench_train.cpp) runs it.
+struct Stepper {
+  std::shared_ptr<model::ClassifierModel> model;
+  std::unique_ptr<train::Optimizer> opt;
+  std::vector<double> total, forward, backward, update;
+  Stepper(const TrainCase& c, const TrainBenchOptions& o, const config::QuantConfig* quant) {
+    torch::manual_seed(0);
+    config::ModelConfig mc;
+    mc.num_classes = c.classes;
+    mc.width_mult = o.width_mult;
+    model = model::create_model(mc);
+    model::to_channels_last(*model);
+    if (quant != nullptr) quant::apply_policy(*model, *quant);
+    model->train();
+    config::OptimConfig oc;
+    oc.lr = 0.01;
+    oc.momentum = 0.9;
+    oc.weight_decay = 4e-5;
+    oc.no_decay_bn_bias = false;
+    opt = std::make_unique<train::Optimizer>(train::param_groups(*model, oc), oc);
+  }
+  void step(const torch::Tensor& x, const torch::Tensor& y, bool record) {
+    auto ms = [](Clock::time_point a, Clock::time_point b) {
+      return std::chrono::duration<double, std::milli>(b - a).count();
+    };
+    auto t0 = Clock::now();
+    opt->zero_grad();
+    torch::Tensor loss = train::classification_loss(model->forward(x), y, 0.0);
+    loss.item<double>();
+    auto t1 = Clock::now();
+    loss.backward();
+    auto t2 = Clock::now();
+    opt->step();
+    auto t3 = Clock::now();
+    if (!record) return;
+    total.push_back(ms(t0, t3));
+    forward.push_back(ms(t0, t1));
+    backward.push_back(ms(t1, t2));
+    update.push_back(ms(t2, t3));
+  }
+  StepTimes medians() const {
+    auto med = [](std::vector<double> v) {
+      std::sort(v.begin(), v.end());
+      return v[v.size() / 2];
+    };
+    return {med(total), med(forward), med(backward), med(update)};
+  }
+};
+
+// QAT and float steps alternate, so that both see the same machine load (this is run next to
+// training jobs); the ratio is the median of the per-pair ratios.
+struct PairTimes {
+  StepTimes qat, fp;
+  double ratio;
+};
+
+PairTimes interleaved_steps(const TrainCase& c, const TrainBenchOptions& o, const config::QuantConfig& quant) {
+  Stepper q(c, o, &quant), f(c, o, nullptr);
+  torch::manual_seed(1);
+  torch::Tensor x = torch::randn({c.batch, 3, c.size, c.size}).contiguous(torch::MemoryFormat::ChannelsLast);
+  torch::Tensor y = torch::randint(0, c.classes, {c.batch}, torch::kInt64);
+  for (int i = 0; i < o.warmup + o.iters; ++i) {
+    q.step(x, y, i >= o.warmup);
+    f.step(x, y, i >= o.warmup);
+  }
+  if (!o.profile.empty()) {  // one more step of each under LibTorch's profiler (chrome traces)
+    {
+      torch::autograd::profiler::RecordProfile guard(o.profile + ".qat." + std::to_string(c.size) + ".json");
+      q.step(x, y, false);
+    }
+    torch::autograd::profiler::RecordProfile guard(o.profile + ".float." + std::to_string(c.size) + ".json");
+    f.step(x, y, false);
+  }
+  std::vector<double> ratios;
+  for (size_t i = 0; i < q.total.size(); ++i) ratios.push_back(q.total[i] / f.total[i]);
+  std::sort(ratios.begin(), ratios.end());
+  return {q.medians(), f.medians(), ratios[ratios.size() / 2]};
+}
+
+}  // namespace
 
 int run_qat_bench(const TrainBenchOptions& options) {
   TrainBenchOptions o = options;
@@ -31,9 +121,10 @@ int run_qat_bench(const TrainBenchOptions& options) {
   for (const TrainCase& c : cases) {
     char name[32];
     std::snprintf(name, sizeof name, "%lldx%lld px", static_cast<long long>(c.batch), static_cast<long long>(c.size));
-    const StepTimes q = prom_step_ms(c, o, &quant);
-    const StepTimes f = prom_step_ms(c, o, nullptr);
-    const double vs_float = q.total / f.total;
+    const PairTimes pair = interleaved_steps(c, o, quant);
+    const StepTimes& q = pair.qat;
+    const StepTimes& f = pair.fp;
+    const double vs_float = pair.ratio;
     worst_float = std::max(worst_float, vs_float);
     if (o.skip_torchvision) {
       std::printf("%-14s %10.1f %10.1f %12s %12s %10.2f %10s\n", name, q.total, f.total, "-", "-", vs_float, "-");
@@ -53,7 +144,8 @@ int run_qat_bench(const TrainBenchOptions& options) {
                 q.forward, q.backward, q.update, f.forward, f.backward, f.update);
     std::fflush(stdout);
   }
-  std::printf("qat/float = prom QAT / prom float (target <= 1.5): worst %.2f\n", worst_float);
+  std::printf("qat/float = median over alternating pairs of prom QAT / prom float steps (target <= 1.5): worst %.2f\n",
+              worst_float);
   if (!o.skip_torchvision)
     std::printf("qat/ao = prom QAT / faster torch.ao QAT format (target <= 1.0): worst %.2f\n", worst_ao);
   return 0;
