@@ -1,9 +1,10 @@
 #!/usr/bin/python3
 """The torchvision side of `prom-bench train`: ms per training step of torchvision's mobilenet_v2.
 
-Same step as prom's: forward, cross-entropy, backward, SGD (momentum 0.9, weight decay 4e-5), on
-random data, in both memory formats. Prints one JSON object on stdout. Run by prom-bench with
-Debian's /usr/bin/python3 (python3-torch, python3-torchvision).
+Same step as prom's: forward, cross-entropy (the loss read every step, as prom's loop does),
+backward, SGD (momentum 0.9, weight decay 4e-5), on random data, in both memory formats. Prints one
+JSON object on stdout. Run by prom-bench with Debian's /usr/bin/python3 (python3-torch,
+python3-torchvision). bench_qat_torchvision.py reuses time_steps() and run().
 """
 import argparse
 import json
@@ -13,11 +14,8 @@ import torch
 import torchvision
 
 
-def bench(batch, size, classes, threads, warmup, iters, channels_last):
-    torch.manual_seed(0)
-    torch.set_num_threads(threads)
-    model = torchvision.models.mobilenet_v2(num_classes=classes)
-    model.train()
+def time_steps(model, batch, size, classes, warmup, iters, channels_last):
+    """Median ms of one SGD step of `model` (in train mode) on random data."""
     fmt = torch.channels_last if channels_last else torch.contiguous_format
     model = model.to(memory_format=fmt)
     opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=4e-5)
@@ -29,15 +27,17 @@ def bench(batch, size, classes, threads, warmup, iters, channels_last):
         t0 = time.perf_counter()
         opt.zero_grad(set_to_none=True)
         loss = loss_fn(model(x), y)
+        loss.item()
         loss.backward()
         opt.step()
         if i >= warmup:
             times.append(time.perf_counter() - t0)
     times.sort()
-    return 1000.0 * times[len(times) // 2]  # median, ms
+    return 1000.0 * times[len(times) // 2]
 
 
-def main():
+def run(make_model, extra=None):
+    """Parses prom-bench's arguments, times make_model(classes) in both formats, prints JSON."""
     p = argparse.ArgumentParser()
     p.add_argument("--batch", type=int, required=True)
     p.add_argument("--size", type=int, required=True)
@@ -46,11 +46,19 @@ def main():
     p.add_argument("--warmup", type=int, default=2)
     p.add_argument("--iters", type=int, default=5)
     a = p.parse_args()
-    out = {"torch": torch.__version__, "torchvision": torchvision.__version__}
+    torch.set_num_threads(a.threads)
+    out = {"torch": torch.__version__, "torchvision": torchvision.__version__, **(extra or {})}
     for name, cl in (("contiguous_ms", False), ("channels_last_ms", True)):
-        out[name] = bench(a.batch, a.size, a.classes, a.threads, a.warmup, a.iters, cl)
+        torch.manual_seed(0)
+        out[name] = time_steps(make_model(a.classes), a.batch, a.size, a.classes, a.warmup, a.iters, cl)
     print(json.dumps(out))
 
 
+def float_model(classes):
+    model = torchvision.models.mobilenet_v2(num_classes=classes)
+    model.train()
+    return model
+
+
 if __name__ == "__main__":
-    main()
+    run(float_model)
