@@ -27,20 +27,9 @@ struct Stepper {
   std::unique_ptr<train::Optimizer> opt;
   std::vector<double> total, forward, backward, update;
   Stepper(const TrainCase& c, const TrainBenchOptions& o, const config::QuantConfig* quant) {
-    torch::manual_seed(0);
-    config::ModelConfig mc;
-    mc.num_classes = c.classes;
-    mc.width_mult = o.width_mult;
-    model = model::create_model(mc);
-    model::to_channels_last(*model);
-    if (quant != nullptr) quant::apply_policy(*model, *quant);
-    model->train();
-    config::OptimConfig oc;
-    oc.lr = 0.01;
-    oc.momentum = 0.9;
-    oc.weight_decay = 4e-5;
-    oc.no_decay_bn_bias = false;
-    opt = std::make_unique<train::Optimizer>(train::param_groups(*model, oc), oc);
+    BenchModel b = make_bench_model(c, o, quant);
+    model = b.model;
+    opt = std::move(b.optimizer);
   }
   void step(const torch::Tensor& x, const torch::Tensor& y, bool record) {
     auto ms = [](Clock::time_point a, Clock::time_point b) {

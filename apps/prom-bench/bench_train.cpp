@@ -32,22 +32,30 @@ double median(std::vector<double> v) {
 
 }  // namespace
 
-// The trainer's step: the same calls lib/train/trainer.cpp makes per iteration.
-StepTimes prom_step_ms(const Case& c, const TrainBenchOptions& o, const config::QuantConfig* quant) {
+BenchModel make_bench_model(const Case& c, const TrainBenchOptions& o, const config::QuantConfig* quant) {
   torch::manual_seed(0);
   config::ModelConfig mc;
   mc.num_classes = c.classes;
   mc.width_mult = o.width_mult;
-  auto model = model::create_model(mc);
-  model::to_channels_last(*model);
-  if (quant != nullptr) quant::apply_policy(*model, *quant);
-  model->train();
+  BenchModel b;
+  b.model = model::create_model(mc);
+  model::to_channels_last(*b.model);
+  if (quant != nullptr) quant::apply_policy(*b.model, *quant);
+  b.model->train();
   config::OptimConfig oc;
   oc.lr = 0.01;
   oc.momentum = 0.9;
   oc.weight_decay = 4e-5;
   oc.no_decay_bn_bias = false;  // as the Python side: every parameter decays
-  train::Optimizer opt(train::param_groups(*model, oc), oc);
+  b.optimizer = std::make_unique<train::Optimizer>(train::param_groups(*b.model, oc), oc);
+  return b;
+}
+
+// The trainer's step: the same calls lib/train/trainer.cpp makes per iteration.
+StepTimes prom_step_ms(const Case& c, const TrainBenchOptions& o, const config::QuantConfig* quant) {
+  BenchModel bench = make_bench_model(c, o, quant);
+  auto& model = bench.model;
+  train::Optimizer& opt = *bench.optimizer;
   torch::Tensor x = torch::randn({c.batch, 3, c.size, c.size}).contiguous(torch::MemoryFormat::ChannelsLast);
   torch::Tensor y = torch::randint(0, c.classes, {c.batch}, torch::kInt64);
   std::vector<double> total, forward, backward, update;

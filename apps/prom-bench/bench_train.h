@@ -5,9 +5,12 @@
 #pragma once
 #include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
+#include <memory>
 #include <string>
 
 #include "config/quant_config.h"
+#include "model/layer.h"
+#include "train/optimizer.h"
 
 namespace prom::bench {
 
@@ -35,6 +38,15 @@ struct StepTimes {
 
 // prom's training step (the trainer's calls) on a channels-last MobileNetV2; with `quant`, the
 // policy's fake quantizers are attached first (as the trainer does: after channels_last).
+// The benchmarked model (channels-last MobileNetV2, quantizers attached when `quant` is set, train
+// mode) and its optimizer (SGD 0.01, momentum 0.9, weight decay 4e-5 on every parameter, as the
+// Python side).
+struct BenchModel {
+  std::shared_ptr<model::ClassifierModel> model;
+  std::unique_ptr<train::Optimizer> optimizer;
+};
+BenchModel make_bench_model(const TrainCase& c, const TrainBenchOptions& o, const config::QuantConfig* quant);
+
 StepTimes prom_step_ms(const TrainCase& c, const TrainBenchOptions& o, const config::QuantConfig* quant = nullptr);
 // The `quant:` section of a policy file (configs/policies/*.yaml), loaded through a config that
 // includes it (a policy alone lacks the required model keys).
