@@ -1,5 +1,7 @@
 #include "quant/quantizers.h"
 
+#include "quant/fake_quant_kernel.h"
+
 #include <cmath>
 
 namespace prom::quant {
@@ -40,23 +42,20 @@ torch::Tensor dense_view(const torch::Tensor& x) {
   return x;
 }
 
-// torch's fake_quantize_per_tensor_affine (same kernel, same values), with the straight-through
-// gradient computed as where(mask, grad, 0) instead of grad * mask: torch's backward first converts
-// the bool mask to a float tensor, a full extra pass per activation. (Identical for finite
-// gradients, up to the sign of zeros.)
+// torch's fake_quantize_per_tensor_affine (same values, same straight-through mask), through our
+// vectorized CPU kernel (quant/fake_quant_kernel.h). The backward is where(mask, grad, 0), not
+// torch's grad * mask: identical for finite gradients up to the sign of zeros, and one pass fewer.
 struct FakeQuantPerTensor : public torch::autograd::Function<FakeQuantPerTensor> {
   static torch::Tensor forward(torch::autograd::AutogradContext* ctx, const torch::Tensor& x, const torch::Tensor& scale,
                                const torch::Tensor& zero_point, int64_t qmin, int64_t qmax) {
-    auto [y, mask] = torch::_fake_quantize_per_tensor_affine_cachemask_tensor_qparams(
-        x, scale, zero_point, torch::ones({1}, x.options().dtype(torch::kLong)), qmin, qmax);
-    ctx->save_for_backward({mask});
-    return y;
+    FakeQuantOutput out = fake_quantize_per_tensor(x, scale, zero_point, qmin, qmax);
+    ctx->save_for_backward({out.mask});
+    return out.values;
   }
   static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
                                                  torch::autograd::variable_list grad) {
     torch::Tensor mask = ctx->get_saved_variables()[0];
-    return {torch::where(mask, grad[0], torch::zeros({}, grad[0].options())), torch::Tensor(), torch::Tensor(),
-            torch::Tensor(), torch::Tensor()};
+    return {masked_gradient(grad[0], mask), torch::Tensor(), torch::Tensor(), torch::Tensor(), torch::Tensor()};
   }
 };
 

@@ -1,9 +1,12 @@
 #include <catch2/catch.hpp>
+#include <cmath>
+#include <limits>
 #include <set>
 
 #include "config/config.h"
 #include "model/registry.h"
 #include "model/weights.h"
+#include "quant/fake_quant_kernel.h"
 #include "quant/policy.h"
 #include "quant/quantizers.h"
 #include "support/command.h"
@@ -78,6 +81,47 @@ TEST_CASE("int8 weight fake quant equals torch's fake_quantize and the exported 
   quant::Int8WeightImpl pt(false, false, 6);
   double s = w.abs().max().item<double>() / 127.0;
   CHECK(torch::allclose(pt.forward(w), torch::fake_quantize_per_tensor_affine(w, s, 0, -127, 127), 0, 1e-6));
+}
+
+TEST_CASE("vectorized per-tensor fake quant equals torch's kernel bit for bit, forward and STE", "[quant]") {
+  torch::manual_seed(7);
+  const float scale = 0.0371f;
+  // Random values, exact ties (k + 0.5 steps, rounded half to even), both clamp edges, zeros of
+  // both signs; an odd length exercises the scalar tail after the 8-wide loop.
+  auto random = torch::randn({2, 5, 7, 9}) * 4;
+  auto ties = (torch::arange(-300, 300).to(torch::kFloat32) + 0.5f) * scale;
+  auto special = torch::tensor({0.0f, -0.0f, 255.5f * scale, -128.5f * scale, 127.49f * scale, 1e6f, -1e6f});
+  auto flat = torch::cat({random.flatten(), ties, special});
+  for (bool avx2 : {true, false}) {
+    quant::set_fake_quant_avx2(avx2);
+    for (auto [qmin, qmax] : {std::pair<int64_t, int64_t>{0, 255}, {-128, 127}}) {
+      for (const auto& x : {flat, random, random.contiguous(torch::MemoryFormat::ChannelsLast)}) {
+        auto s = torch::full({1}, scale);
+        auto zp = torch::zeros({1}, torch::kInt32);
+        auto [ref, ref_mask] = torch::_fake_quantize_per_tensor_affine_cachemask_tensor_qparams(
+            x, s, zp, torch::ones({1}, torch::kLong), qmin, qmax);
+        auto ours = quant::fake_quantize_per_tensor(x, s, zp, qmin, qmax);
+        INFO("avx2 " << avx2 << " range [" << qmin << ", " << qmax << "] numel " << x.numel());
+        // Bitwise: equal as int32 patterns (NaN-safe, sign of zero included).
+        CHECK(torch::equal(ours.values.contiguous().view(torch::kInt32), ref.contiguous().view(torch::kInt32)));
+        CHECK(torch::equal(ours.mask, ref_mask));
+        CHECK(ours.values.strides() == x.strides());
+        auto grad = torch::randn(x.sizes()).contiguous(x.suggest_memory_format());
+        auto expected = torch::where(ref_mask, grad, torch::zeros({}));
+        CHECK(torch::equal(quant::masked_gradient(grad, ours.mask), expected));
+        // A gradient in another memory format than the mask takes torch's path, same values.
+        CHECK(torch::equal(quant::masked_gradient(grad.contiguous(), ours.mask), expected.contiguous()));
+      }
+    }
+  }
+  quant::set_fake_quant_avx2(true);
+  // Non-finite inputs (and beyond 2^63 steps): torch converts them to int64 (undefined; qmin on x86). Ours stays on the
+  // grid too (inf to its edge, NaN to qmin) and blocks the gradient, which is all a diverged step needs.
+  auto bad = torch::tensor({std::numeric_limits<float>::infinity(), -std::numeric_limits<float>::infinity(),
+                            std::nanf("")});
+  auto out = quant::fake_quantize_per_tensor(bad, torch::full({1}, scale), torch::zeros({1}, torch::kInt32), -128, 127);
+  CHECK(torch::equal(out.values, torch::tensor({127 * scale, -128 * scale, -128 * scale})));
+  CHECK_FALSE(out.mask.any().item<bool>());
 }
 
 TEST_CASE("activation quantizers: unsigned after ReLU6, signed elsewhere, torch's grid", "[quant]") {
