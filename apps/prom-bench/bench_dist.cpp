@@ -148,14 +148,14 @@ nlohmann::json run_job(const DistBenchOptions& o, int world, int port) {
 CLI::App* add_dist_command(CLI::App& cli, DistBenchOptions& o) {
   CLI::App* cmd = cli.add_subcommand(
       "dist", "data-parallel speed-up: 1 process at global batch B vs 2 processes (Gloo, loopback) at B/2");
-  cmd->add_option("--batch", o.batch, "global batch B (even)")->capture_default_str();
-  cmd->add_option("--size", o.size, "input pixels")->capture_default_str();
-  cmd->add_option("--width", o.width_mult, "MobileNetV2 width multiplier")->capture_default_str();
-  cmd->add_option("--classes", o.classes, "classes")->capture_default_str();
-  cmd->add_option("--threads", o.threads, "intra-op threads per process")->capture_default_str();
-  cmd->add_option("--warmup", o.warmup, "untimed steps")->capture_default_str();
-  cmd->add_option("--steps", o.steps, "timed steps (medians reported)")->capture_default_str();
-  cmd->add_option("--bucket-mb", o.bucket_mb, "gradient bucket size")->capture_default_str();
+  cmd->add_option("--batch", o.batch, "global batch B (even)")->capture_default_str()->check(CLI::Range(2, 4096));
+  cmd->add_option("--size", o.size, "input pixels")->capture_default_str()->check(CLI::Range(8, 1024));
+  cmd->add_option("--width", o.width_mult, "MobileNetV2 width multiplier")->capture_default_str()->check(CLI::Range(0.1, 4.0));
+  cmd->add_option("--classes", o.classes, "classes")->capture_default_str()->check(CLI::Range(2, 100000));
+  cmd->add_option("--threads", o.threads, "intra-op threads per process")->capture_default_str()->check(CLI::Range(1, 1024));
+  cmd->add_option("--warmup", o.warmup, "untimed steps")->capture_default_str()->check(CLI::Range(0, 1000));
+  cmd->add_option("--steps", o.steps, "timed steps (medians reported)")->capture_default_str()->check(CLI::Range(1, 10000));
+  cmd->add_option("--bucket-mb", o.bucket_mb, "gradient bucket size")->capture_default_str()->check(CLI::Range(0.01, 4096.0));
   cmd->add_flag("!--no-overlap", o.overlap, "all-reduce after backward instead of during it");
   cmd->add_flag("--json", o.json, "print one JSON object");
   cmd->add_flag("--worker", o.worker, "internal: one rank of the benchmark")->group("");

@@ -48,7 +48,9 @@ config::ModelConfig model_config(const InferBenchOptions& o) {
 
 CLI::App* add_infer_command(CLI::App& cli, InferBenchOptions& o) {
   auto* c = cli.add_subcommand("infer", "batch-1 latency: integer engine vs LibTorch fp32 vs torch.ao QNNPACK int8");
-  c->add_option("--threads", o.threads, "intra-op threads for all three (0: one per core)")->capture_default_str();
+  c->add_option("--threads", o.threads, "intra-op threads for all three (0: one per core)")
+      ->capture_default_str()
+      ->check(CLI::Range(0, 1024));
   c->add_option("--warmup", o.warmup, "untimed runs first")->capture_default_str()->check(CLI::Range(0, 1000));
   c->add_option("--iters", o.iters, "timed runs (median reported)")->capture_default_str()->check(CLI::Range(1, 10000));
   c->add_option("--size", o.size, "input height and width")->capture_default_str()->check(CLI::Range(32, 1024));

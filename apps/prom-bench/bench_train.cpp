@@ -142,10 +142,14 @@ nlohmann::json torchvision_step_ms(const Case& c, const TrainBenchOptions& o, in
 
 CLI::App* add_train_command(CLI::App& cli, TrainBenchOptions& o) {
   auto* c = cli.add_subcommand("train", "ms per training step: prom's MobileNetV2 vs torchvision's, same threads");
-  c->add_option("--threads", o.threads, "intra-op threads for both (0: one per core)")->capture_default_str();
+  c->add_option("--threads", o.threads, "intra-op threads for both (0: one per core)")
+      ->capture_default_str()
+      ->check(CLI::Range(0, 1024));
   c->add_option("--warmup", o.warmup, "untimed steps first")->capture_default_str()->check(CLI::Range(0, 100));
   c->add_option("--iters", o.iters, "timed steps (median reported)")->capture_default_str()->check(CLI::Range(1, 1000));
-  c->add_option("--width", o.width_mult, "MobileNetV2 width multiplier")->capture_default_str();
+  c->add_option("--width", o.width_mult, "MobileNetV2 width multiplier")
+      ->capture_default_str()
+      ->check(CLI::Range(0.1, 4.0));
   c->add_option("--python", o.python, "Python with torch and torchvision")->capture_default_str();
   c->add_option("--script", o.script, "the torchvision side (default: scripts/bench_train_torchvision.py)");
   c->add_flag("--skip-torchvision", o.skip_torchvision, "measure prom only");

@@ -157,6 +157,9 @@ int main(int argc, char** argv) {
     if (engine == "float" && config.quant.enabled)
       throw prom::ConfigError(checkpoint + ": is a QAT checkpoint; use --engine fakequant");
     if (compare && (checkpoint.empty() || !integer)) throw prom::ConfigError("--compare needs --checkpoint and --model");
+    if (compare && !config.quant.enabled)
+      throw prom::ConfigError(checkpoint + ": is a float checkpoint (quant.enabled is false); --compare needs the QAT "
+                              "checkpoint the model was exported from");
 
     const bool use_engine = engine == "integer";
     const torch::Device device = use_engine || compare ? torch::Device(torch::kCPU)
@@ -176,8 +179,8 @@ int main(int argc, char** argv) {
       classes = source->classes();
     }
     if (static_cast<int64_t>(classes.size()) != config.model.num_classes)
-      throw prom::ConfigError("model.num_classes: " + std::to_string(config.model.num_classes) + " but the data has " +
-                              std::to_string(classes.size()) + " classes");
+      throw prom::ConfigKeyError("model.num_classes: " + std::to_string(config.model.num_classes) +
+                                 " but the data has " + std::to_string(classes.size()) + " classes");
 
     if (compare) {
       auto c = prom::infer::compare_with_fake_quant(*loaded.model, *integer, *source, config.model.channels_last);

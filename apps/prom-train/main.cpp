@@ -63,6 +63,13 @@ int main(int argc, char** argv) {
     prom::train::check_classes(expected_classes, train_source->classes(), options.resume_from);
     request.eval = true;
     auto eval_source = prom::app::make_source(config, request);
+    if (eval_source->classes() != train_source->classes()) {  // labels are indices: both must mean the same
+      const fs::path root(config.data.root);
+      throw prom::Error(prom::at_path((root / config.data.val_dir).string(),
+                                      "its classes differ from those of " + (root / config.data.train_dir).string() +
+                                          " (" + std::to_string(eval_source->classes().size()) + " and " +
+                                          std::to_string(train_source->classes().size()) + " classes)"));
+    }
     if (world.distributed()) options.comm = prom::dist::Comm::connect(world, config.dist, device);
     return prom::train::train(config, options, *train_source, eval_source.get());
   });

@@ -26,7 +26,15 @@ std::string one_line(std::string s) {
   return out;
 }
 
+// The file named in front of ConfigKeyError messages (see note_config_source).
+std::string& config_source() {
+  static std::string source;
+  return source;
+}
+
 }  // namespace
+
+void note_config_source(const std::string& source) { config_source() = source; }
 
 void print_error(const std::string& prog, const std::string& message) {
   std::cerr << prog << ": error: " << one_line(message) << std::endl;
@@ -67,6 +75,7 @@ void add_config_flags(CLI::App& app, ConfigFlags& flags, bool config_required) {
 config::Config load_config(const ConfigFlags& flags) {
   if (flags.config_path.empty()) throw ConfigError("no config given: pass --config FILE");
   config::Config c = config::load_config(flags.config_path, flags.overrides);
+  note_config_source(c.source);
   if (flags.threads >= 0) c.run.threads = flags.threads;
   set_threads(c.run.threads);
   return c;
@@ -93,6 +102,9 @@ int run(CLI::App& app, int argc, char** argv, const std::function<int()>& body) 
       return kExitOk;
     }
     return body();
+  } catch (const ConfigKeyError& e) {
+    print_error(prog, at_path(config_source(), e.what()));
+    return kExitUsage;
   } catch (const ConfigError& e) {
     print_error(prog, e.what());
     return kExitUsage;

@@ -27,6 +27,10 @@ void add_config_flags(CLI::App& app, ConfigFlags& flags, bool config_required);
 // Loads the config named by the flags and sets LibTorch's thread count from it.
 config::Config load_config(const ConfigFlags& flags);
 
+// Remembers the file the process's config came from (a YAML file, a run's config.yaml or a
+// checkpoint's embedded config): run() names it in front of a ConfigKeyError. load_config calls it.
+void note_config_source(const std::string& source);
+
 // Parses argv (adding --version), runs `body`, maps exceptions to one-line errors and exit codes.
 int run(CLI::App& app, int argc, char** argv, const std::function<int()>& body);
 

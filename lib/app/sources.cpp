@@ -23,6 +23,9 @@ std::unique_ptr<data::BatchSource> make_source(const config::Config& config, con
     return source;
   }
 #ifdef PROM_WITH_IMAGE_SOURCE
+  if (config.data.root.empty())
+    throw ConfigKeyError("data.root: not set: name the dataset folder (holding data.train_dir and data.val_dir), "
+                         "or set data.synthetic.enabled: true");
   data::ImageSourceOptions o;
   o.split = request.eval ? data::Split::kEval : data::Split::kTrain;
   o.batch_size = request.batch_size;

@@ -1,5 +1,7 @@
 #include "config/config.h"
 
+#include <algorithm>
+#include <cmath>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -9,6 +11,17 @@ namespace fs = std::filesystem;
 namespace {
 
 constexpr int kMaxBaseDepth = 16;
+// Tensors a config makes prom allocate at once (a batch, a synthetic split) stay below this, so a
+// typo such as batch_size: 10000000 is a config error, not an attempt to allocate terabytes.
+constexpr double kMaxTensorBytes = 64.0 * (1ull << 30);
+
+std::string gib(double bytes) { return format_number(std::round(bytes / (1ull << 30) * 10) / 10) + " GiB"; }
+
+// The run directory is out_dir/name, so a name with a separator, or "." or "..", would put the run
+// (and everything prom writes) outside out_dir.
+bool is_plain_name(const std::string& name) {
+  return !name.empty() && name != "." && name != ".." && name.find_first_of(std::string("/\\\0", 3)) == std::string::npos;
+}
 
 YAML::Node load_yaml_file(const std::string& path) {
   std::error_code ec;
@@ -89,9 +102,25 @@ void validate(const Config& c, const SeenKeys& seen) {
          "a flat validation set needs both val_ground_truth and val_synsets");
   const std::string& d = c.run.device;
   bool device_ok = d == "auto" || d == "cpu" || d == "cuda";
-  if (!device_ok && d.rfind("cuda:", 0) == 0 && d.size() > 5)
+  if (!device_ok && d.rfind("cuda:", 0) == 0 && d.size() > 5 && d.size() <= 9)
     device_ok = d.find_first_not_of("0123456789", 5) == std::string::npos;
   if (!device_ok) fail("run.device", "'" + d + "' is not one of: auto, cpu, cuda, cuda:N");
+  if (!is_plain_name(c.run.name))
+    fail("run.name", "'" + c.run.name + "' is not a plain folder name (no '/', not '.' or '..'): the run "
+                     "directory is run.out_dir/run.name and prom writes nowhere else");
+  const auto& syn = c.data.synthetic;
+  const double image_bytes = syn.enabled ? 3.0 * syn.image_size * syn.image_size * 4
+                                         : 3.0 * std::max(tt.crop, et.crop) * std::max(tt.crop, et.crop) * 4;
+  if (static_cast<double>(c.train.batch_size) * image_bytes > kMaxTensorBytes)
+    fail("train.batch_size", std::to_string(c.train.batch_size) + " images make a batch of " +
+                                 gib(static_cast<double>(c.train.batch_size) * image_bytes) + ", more than the " +
+                                 gib(kMaxTensorBytes) + " limit");
+  if (syn.enabled && static_cast<double>(std::max(syn.samples, syn.eval_samples)) * image_bytes > kMaxTensorBytes)
+    fail(syn.samples >= syn.eval_samples ? "data.synthetic.samples" : "data.synthetic.eval_samples",
+         "the synthetic images are held in memory: " + std::to_string(std::max(syn.samples, syn.eval_samples)) +
+             " of " + std::to_string(syn.image_size) + "x" + std::to_string(syn.image_size) + " px need " +
+             gib(static_cast<double>(std::max(syn.samples, syn.eval_samples)) * image_bytes) + ", more than the " +
+             gib(kMaxTensorBytes) + " limit");
 }
 
 void apply_override_layers(Config& config, const std::vector<std::string>& overrides, SeenKeys* seen) {

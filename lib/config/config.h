@@ -13,7 +13,7 @@
 namespace prom::config {
 
 struct RunConfig {
-  std::string name = "run";
+  std::string name = "run";      // a plain folder name: no "/", not "." or ".."
   std::string out_dir = "runs";  // the run directory is out_dir/name
   int64_t seed = 0;
   int threads = 0;               // 0: one per available core

@@ -78,7 +78,8 @@ void Reader::check_keys(const std::vector<std::string>& declared) const {
 }
 
 void Reader::mark_seen(const YAML::Node& n, const std::string& key_path) {
-  Origin o{file_, n.Mark().line >= 0 ? n.Mark().line + 1 : 0};
+  const bool from_file = file_.rfind("--set ", 0) != 0;  // an override's "line 1" means nothing
+  Origin o{file_, from_file && n.Mark().line >= 0 ? n.Mark().line + 1 : 0};
   (*seen_)[key_path] = o;
 }
 

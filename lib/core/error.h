@@ -26,6 +26,14 @@ class ConfigError : public Error {
   explicit ConfigError(const std::string& what) : Error(what) {}
 };
 
+// A config error about one key, found after the config was loaded, where the file is not at hand:
+// the message starts with the key ("model.arch: ..."). The app layer puts the file it loaded the
+// config from in front, so the user still sees which file to fix.
+class ConfigKeyError : public ConfigError {
+ public:
+  explicit ConfigKeyError(const std::string& what) : ConfigError(what) {}
+};
+
 // Joins "path: message" the same way everywhere.
 std::string at_path(const std::string& path, const std::string& message);
 

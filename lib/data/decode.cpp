@@ -4,8 +4,10 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <iterator>
 #include <opencv2/imgcodecs.hpp>
 
 #include "data/jpeg_decode.h"
@@ -30,6 +32,32 @@ bool jpeg_is_complete(const std::vector<uchar>& b) {
 }
 
 bool is_jpeg(const std::vector<uchar>& b) { return b.size() >= 3 && b[0] == 0xFF && b[1] == 0xD8 && b[2] == 0xFF; }
+
+// A file declaring more pixels than this is refused before anything is allocated: a few header bytes
+// must not make a loader thread allocate gigabytes. 2^27 (134 M) pixels, e.g. 16384 x 8192, is far
+// above any training photo and 400 MB as BGR. JPEG and PNG (what prom's datasets hold) are checked
+// here; for other formats OpenCV's own limit (OPENCV_IO_MAX_IMAGE_PIXELS, 2^30) applies.
+constexpr int64_t kMaxImagePixels = int64_t{1} << 27;
+
+// The width and height in a PNG's IHDR chunk (always the first, at byte 16), or false.
+bool read_png_size(const std::vector<uchar>& b, int64_t* width, int64_t* height) {
+  static const uchar kSignature[] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1A, '\n'};
+  if (b.size() < 24 || !std::equal(std::begin(kSignature), std::end(kSignature), b.begin()) ||
+      std::memcmp(b.data() + 12, "IHDR", 4) != 0)
+    return false;
+  auto be32 = [&](size_t i) { return int64_t{b[i]} << 24 | int64_t{b[i + 1]} << 16 | int64_t{b[i + 2]} << 8 | b[i + 3]; };
+  *width = be32(16);
+  *height = be32(20);
+  return true;
+}
+
+void check_declared_size(const std::vector<uchar>& bytes, const std::string& path) {
+  int64_t width = 0, height = 0;
+  if (!(is_jpeg(bytes) ? read_jpeg_size(bytes, &width, &height) : read_png_size(bytes, &width, &height))) return;
+  if (width > kMaxImagePixels || height > kMaxImagePixels || width * height > kMaxImagePixels)  // no overflow
+    bad(path, "declares " + std::to_string(width) + "x" + std::to_string(height) + " pixels, more than the limit of " +
+                  std::to_string(kMaxImagePixels));
+}
 
 }  // namespace
 
@@ -70,6 +98,7 @@ std::vector<uchar> read_image_bytes(const std::string& path) {
 cv::Mat decode_image(const std::vector<uchar>& bytes, const std::string& path) {
   if (bytes.empty()) bad(path, "empty file (0 bytes)");
   if (is_jpeg(bytes) && !jpeg_is_complete(bytes)) bad(path, "truncated JPEG (no end-of-image marker after the last scan)");
+  check_declared_size(bytes, path);
   cv::Mat img;
   if (is_jpeg(bytes) && decode_jpeg_fast(bytes, img)) return img;
   try {

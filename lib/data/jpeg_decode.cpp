@@ -18,16 +18,22 @@ struct ErrorManager {
 void on_error(j_common_ptr cinfo) { std::longjmp(reinterpret_cast<ErrorManager*>(cinfo->err)->jump, 1); }
 void on_message(j_common_ptr) {}
 
+// libjpeg's errors longjmp back to the caller's setjmp (which must be in the caller's own frame)
+// instead of exiting the process; its warnings are dropped.
+void create_decompress(jpeg_decompress_struct& cinfo, ErrorManager& err) {
+  cinfo.err = jpeg_std_error(&err.pub);
+  err.pub.error_exit = on_error;
+  err.pub.output_message = on_message;
+  jpeg_create_decompress(&cinfo);
+}
+
 }  // namespace
 
 bool decode_jpeg_fast(const std::vector<uchar>& bytes, cv::Mat& out) {
   // Everything that lives across the setjmp is plain C data; `out` belongs to the caller.
   jpeg_decompress_struct cinfo;
   ErrorManager err;
-  cinfo.err = jpeg_std_error(&err.pub);
-  err.pub.error_exit = on_error;
-  err.pub.output_message = on_message;
-  jpeg_create_decompress(&cinfo);
+  create_decompress(cinfo, err);
   if (setjmp(err.jump)) {
     jpeg_destroy_decompress(&cinfo);
     return false;
@@ -49,6 +55,22 @@ bool decode_jpeg_fast(const std::vector<uchar>& bytes, cv::Mat& out) {
   jpeg_finish_decompress(&cinfo);
   jpeg_destroy_decompress(&cinfo);
   return true;
+}
+
+bool read_jpeg_size(const std::vector<uchar>& bytes, int64_t* width, int64_t* height) {
+  jpeg_decompress_struct cinfo;
+  ErrorManager err;
+  create_decompress(cinfo, err);
+  if (setjmp(err.jump)) {
+    jpeg_destroy_decompress(&cinfo);
+    return false;
+  }
+  jpeg_mem_src(&cinfo, bytes.data(), static_cast<unsigned long>(bytes.size()));
+  const bool ok = jpeg_read_header(&cinfo, TRUE) == JPEG_HEADER_OK;
+  *width = cinfo.image_width;
+  *height = cinfo.image_height;
+  jpeg_destroy_decompress(&cinfo);
+  return ok;
 }
 
 }  // namespace prom::data

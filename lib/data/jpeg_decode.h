@@ -6,6 +6,7 @@
 // cv::imdecode, which decides whether the file is bad.
 #pragma once
 #include <opencv2/core.hpp>
+#include <cstdint>
 #include <vector>
 
 namespace prom::data {
@@ -13,5 +14,9 @@ namespace prom::data {
 // Decodes `bytes` into `out` (CV_8UC3, BGR) and returns true, or returns false (out unspecified)
 // when the file should go through cv::imdecode instead.
 bool decode_jpeg_fast(const std::vector<uchar>& bytes, cv::Mat& out);
+
+// The width and height a JPEG's header declares, read without decoding anything; false when the
+// header cannot be read.
+bool read_jpeg_size(const std::vector<uchar>& bytes, int64_t* width, int64_t* height);
 
 }  // namespace prom::data

@@ -48,7 +48,7 @@ cv::Size resized_size(int height, int width, int64_t size) {
 Transform::Transform(const config::DataConfig& data, bool train)
     : train_(train), train_cfg_(data.train_transform), eval_cfg_(data.eval_transform) {
   if (data.mean.size() != 3 || data.std.size() != 3)
-    throw ConfigError("data.mean and data.std: expected 3 values (R, G, B)");
+    throw ConfigKeyError("data.mean and data.std: expected 3 values (R, G, B)");
   out_h_ = out_w_ = static_cast<int>(train ? train_cfg_.crop : eval_cfg_.crop);
   for (int c = 0; c < 3; ++c) {
     const float mean = static_cast<float>(data.mean[c]), sd = static_cast<float>(data.std[c]);

@@ -103,7 +103,8 @@ std::shared_ptr<Comm> Comm::connect(const WorldInfo& world, const config::DistCo
   try {
     if (backend == "nccl") {
 #ifdef PROM_WITH_NCCL
-      if (!device.is_cuda()) throw ConfigError("dist.backend: nccl needs a CUDA device (run.device is " + device.str() + ")");
+      if (!device.is_cuda())
+        throw ConfigKeyError("dist.backend: nccl needs a CUDA device (run.device is " + device.str() + ")");
       // Without asynchronous error handling a NCCL collective whose peer died blocks forever.
       setenv("TORCH_NCCL_ASYNC_ERROR_HANDLING", "1", 0);
       setenv("NCCL_ASYNC_ERROR_HANDLING", "1", 0);
@@ -113,7 +114,7 @@ std::shared_ptr<Comm> Comm::connect(const WorldInfo& world, const config::DistCo
       impl->group = c10::make_intrusive<c10d::ProcessGroupNCCL>(impl->store, w.rank, w.world_size, o);
       impl->device = device;
 #else
-      throw ConfigError("dist.backend: nccl, but this build has no NCCL (a CUDA LibTorch with NCCL is needed)");
+      throw ConfigKeyError("dist.backend: nccl, but this build has no NCCL (a CUDA LibTorch with NCCL is needed)");
 #endif
     } else {
 #ifdef PROM_WITH_GLOO
@@ -127,7 +128,7 @@ std::shared_ptr<Comm> Comm::connect(const WorldInfo& world, const config::DistCo
       impl->group = c10::make_intrusive<c10d::ProcessGroupGloo>(impl->store, w.rank, w.world_size, o);
       impl->device = torch::Device(torch::kCPU);
 #else
-      throw ConfigError("dist.backend: gloo, but this build has no Gloo (install libgloo-dev and reconfigure)");
+      throw ConfigKeyError("dist.backend: gloo, but this build has no Gloo (install libgloo-dev and reconfigure)");
 #endif
     }
   } catch (const ConfigError&) {

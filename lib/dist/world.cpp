@@ -1,5 +1,6 @@
 #include "dist/world.h"
 
+#include <algorithm>
 #include <cctype>
 #include <cstdlib>
 
@@ -21,6 +22,13 @@ int parse_int(const char* name, const std::string& value, int lo, int hi) {
     throw ConfigError(std::string(name) + "='" + value + "': expected an integer in [" + std::to_string(lo) + ", " +
                       std::to_string(hi) + "]");
   return static_cast<int>(n);
+}
+
+// a > b for decimal digit strings of any length (std::stol throws on the long ones).
+bool digits_greater(std::string a, std::string b) {
+  a.erase(0, std::min(a.find_first_not_of('0'), a.size()));
+  b.erase(0, std::min(b.find_first_not_of('0'), b.size()));
+  return a.size() != b.size() ? a.size() > b.size() : a > b;
 }
 
 }  // namespace
@@ -57,7 +65,7 @@ std::string first_slurm_host(const std::string& nodelist) {
     if (item.empty() || dash == 0 || dash + 1 == item.size() ||
         (dash != std::string::npos && item.find('-', dash + 1) != std::string::npos))
       throw bad("bad range item '" + item + "'");
-    if (dash != std::string::npos && std::stol(item.substr(0, dash)) > std::stol(item.substr(dash + 1)))
+    if (dash != std::string::npos && digits_greater(item.substr(0, dash), item.substr(dash + 1)))
       throw bad("descending range '" + item + "'");
     a = b + 1;
   }
@@ -112,8 +120,8 @@ WorldInfo detect_world() {
 
 int64_t per_rank_batch(int64_t global_batch, int world_size) {
   if (global_batch % world_size != 0)
-    throw ConfigError("train.batch_size: " + std::to_string(global_batch) + " (the global batch) is not divisible by " +
-                      std::to_string(world_size) + " ranks");
+    throw ConfigKeyError("train.batch_size: " + std::to_string(global_batch) +
+                         " (the global batch) is not divisible by " + std::to_string(world_size) + " ranks");
   return global_batch / world_size;
 }
 

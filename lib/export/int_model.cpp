@@ -1,7 +1,9 @@
 #include "export/int_model.h"
 
+#include <algorithm>
 #include <cmath>
 #include <nlohmann/json.hpp>
+#include <type_traits>
 
 #include "core/error.h"
 #include "io/atomic_file.h"
@@ -17,6 +19,9 @@ constexpr int64_t kMaxChannels = 1 << 16;
 constexpr int64_t kMaxKernel = 15;
 constexpr int64_t kMaxSpatial = 1 << 14;
 constexpr size_t kMaxOps = 1 << 14;
+// The engine holds every activation at once; a file declaring more values than this (MobileNetV2
+// at 224 px has about 6 million) would make it allocate from sizes nothing else checks.
+constexpr int64_t kMaxActivationValues = int64_t{1} << 30;
 
 torch::ScalarType dtype_of(const torch::Tensor& t) { return t.scalar_type(); }
 
@@ -161,9 +166,18 @@ struct Loader {
     return it->second;
   }
 
+  // nlohmann converts a JSON float to an integer with a plain cast, undefined behaviour for 1e300:
+  // integer fields must hold JSON integers.
+  static bool holds_integers(const json& v) {
+    if (!v.is_array()) return v.is_number_integer();
+    return std::all_of(v.begin(), v.end(), [](const json& x) { return x.is_number_integer(); });
+  }
+
   template <class T>
   T get(const json& j, const char* key, const std::string& where) const {
     if (!j.contains(key)) fail(where + ": missing '" + key + "'");
+    if constexpr (std::is_same_v<T, int64_t> || std::is_same_v<T, std::vector<int64_t>>)
+      if (!holds_integers(j.at(key))) fail(where + ": '" + key + "' has the wrong type (expected an integer)");
     try {
       return j.at(key).get<T>();
     } catch (const json::exception&) {
@@ -180,8 +194,10 @@ struct Loader {
 
 }  // namespace
 
-IntModel load_int_model(const std::string& path) {
-  io::TensorFile file = io::read_safetensors(path);
+IntModel load_int_model(const std::string& path) { return decode_int_model(io::read_file(path), path); }
+
+IntModel decode_int_model(const std::string& bytes, const std::string& path) {
+  io::TensorFile file = io::decode_safetensors(bytes, path);
   Loader L{path, file};
   if (file.metadata["format"] != kFormatName)
     L.fail("format is '" + file.metadata["format"] + "', expected " + kFormatName);
@@ -206,6 +222,7 @@ IntModel load_int_model(const std::string& path) {
   if (m.ternary_packing != "2bit" && m.ternary_packing != "base3") L.fail("unknown ternary_packing");
   json acts = L.get<json>(g, "activations", "graph");
   if (!acts.is_array() || acts.empty() || acts.size() > kMaxOps) L.fail("activations must be a non-empty list");
+  int64_t activation_values = 0;
   for (size_t i = 0; i < acts.size(); ++i) {
     std::string where = "activation " + std::to_string(i);
     Activation a;
@@ -216,6 +233,9 @@ IntModel load_int_model(const std::string& path) {
     a.height = L.bounded(acts[i], "height", where, 1, kMaxSpatial);
     a.width = L.bounded(acts[i], "width", where, 1, kMaxSpatial);
     m.activations.push_back(a);
+    activation_values += a.channels * a.height * a.width;
+    if (activation_values > kMaxActivationValues)
+      L.fail("activations hold more than " + std::to_string(kMaxActivationValues) + " values in all");
   }
   const int n_act = static_cast<int>(m.activations.size());
   m.input = static_cast<int>(L.bounded(g, "input", "graph", 0, n_act - 1));
@@ -255,7 +275,11 @@ IntModel load_int_model(const std::string& path) {
       if (in.channels != out.channels || out.height != 1 || out.width != 1)
         L.fail(where + ": avgpool must map CxHxW to Cx1x1");
     } else {
-      op.role = model::role_from_name(L.get<std::string>(j, "role", where));
+      try {
+        op.role = model::role_from_name(L.get<std::string>(j, "role", where));
+      } catch (const ConfigError& e) {  // a bad file, not a bad config: exit 1, naming the file
+        L.fail(where + ": " + e.what());
+      }
       op.in_channels = L.bounded(j, "in_channels", where, 1, kMaxChannels);
       op.out_channels = L.bounded(j, "out_channels", where, 1, kMaxChannels);
       op.kernel = L.bounded(j, "kernel", where, 1, kMaxKernel);
@@ -273,7 +297,8 @@ IntModel load_int_model(const std::string& path) {
         wshape = {op.out_channels, op.in_channels / op.groups, op.kernel, op.kernel};
         int64_t oh = (in.height + 2 * op.padding - op.kernel) / op.stride + 1;
         int64_t ow = (in.width + 2 * op.padding - op.kernel) / op.stride + 1;
-        if (in.height + 2 * op.padding < op.kernel || oh != out.height || ow != out.width)
+        if (in.height + 2 * op.padding < op.kernel || in.width + 2 * op.padding < op.kernel || oh != out.height ||
+            ow != out.width)
           L.fail(where + ": output size disagrees with the convolution");
       } else {
         wshape = {op.out_channels, op.in_channels};

@@ -71,5 +71,7 @@ void save_int_model(const IntModel& model, const std::string& path);
 std::string encode_int_model(const IntModel& model);
 // Validates everything (shapes, ranges, graph indices); a bad file is a prom::Error naming it.
 IntModel load_int_model(const std::string& path);
+// The same from the file's bytes; `origin` names the source in error messages (the fuzz target's entry).
+IntModel decode_int_model(const std::string& bytes, const std::string& origin);
 
 }  // namespace prom::exporter

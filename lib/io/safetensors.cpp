@@ -1,5 +1,6 @@
 #include "io/safetensors.h"
 
+#include <algorithm>
 #include <cstring>
 #include <limits>
 #include <nlohmann/json.hpp>
@@ -105,14 +106,22 @@ TensorFile decode_safetensors(const std::string& bytes, const std::string& origi
       throw bad("entry '" + name + "' has unsupported dtype " + entry["dtype"].get<std::string>());
     if (!entry.contains("shape") || !entry["shape"].is_array()) throw bad("entry '" + name + "' has no shape");
     std::vector<int64_t> shape;
-    uint64_t numel = 1;
     for (const auto& d : entry["shape"]) {
       if (!d.is_number_unsigned()) throw bad("entry '" + name + "' has a negative or non-integer dimension");
       uint64_t v = d.get<uint64_t>();
-      if (v > static_cast<uint64_t>(std::numeric_limits<int64_t>::max()) || (v != 0 && numel > data_len / v + 1))
+      if (v > static_cast<uint64_t>(std::numeric_limits<int64_t>::max()))
         throw bad("entry '" + name + "' declares more elements than the file holds");
-      numel *= v;
       shape.push_back(static_cast<int64_t>(v));
+    }
+    // Exactly, without overflow: a zero dimension makes the tensor empty whatever the others say
+    // (so accepting it must not depend on how many bytes happen to follow, or a file prom reads
+    // could be written back into one it refuses); otherwise the product must fit in the data.
+    uint64_t numel = std::count(shape.begin(), shape.end(), 0) ? 0 : 1;
+    for (int64_t v : shape) {
+      if (numel == 0) break;
+      if (numel > data_len / static_cast<uint64_t>(v))
+        throw bad("entry '" + name + "' declares more elements than the file holds");
+      numel *= static_cast<uint64_t>(v);
     }
     const auto& offs = entry.contains("data_offsets") ? entry["data_offsets"] : json();
     if (!offs.is_array() || offs.size() != 2 || !offs[0].is_number_unsigned() || !offs[1].is_number_unsigned())

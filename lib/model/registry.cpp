@@ -46,8 +46,8 @@ std::shared_ptr<ClassifierModel> create_model(const config::ModelConfig& c) {
   std::string known;
   for (const auto& n : model_names()) known += (known.empty() ? "" : ", ") + n;
   std::string hint = config::closest(c.arch, model_names());
-  throw ConfigError("model.arch: unknown architecture '" + c.arch + "' (known: " + known + ")" +
-                    (hint.empty() ? "" : "; did you mean '" + hint + "'?"));
+  throw ConfigKeyError("model.arch: unknown architecture '" + c.arch + "' (known: " + known + ")" +
+                       (hint.empty() ? "" : "; did you mean '" + hint + "'?"));
 }
 
 void to_channels_last(torch::nn::Module& module) {

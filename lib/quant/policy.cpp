@@ -48,7 +48,7 @@ std::vector<LayerAssignment> resolve_policy(const config::QuantConfig& config,
   }
   for (size_t i = 0; i < used.size(); ++i)
     if (used[i] == 0)
-      throw ConfigError("quant.rules[" + std::to_string(i) + "]: matches no layer of the model (check roles and names)");
+      throw ConfigKeyError("quant.rules[" + std::to_string(i) + "]: matches no layer of the model (check roles and names)");
   return out;
 }
 

@@ -122,17 +122,18 @@ void capture_rng(Checkpoint& c, const torch::Device& device) {
   if (device.is_cuda()) c.rng_cuda = at::globalContext().defaultGenerator(device).get_state();
 }
 
-void restore_rng(const Checkpoint& c, const torch::Device& device) {
-  if (c.rng_cpu.defined()) {
-    auto gen = at::globalContext().defaultGenerator(torch::Device(torch::kCPU));
+void restore_rng(const Checkpoint& c, const torch::Device& device, const std::string& origin) {
+  auto restore = [&](at::Generator gen, const torch::Tensor& state, const char* name) {
     std::lock_guard<std::mutex> lock(gen.mutex());
-    gen.set_state(c.rng_cpu);
-  }
-  if (device.is_cuda() && c.rng_cuda.defined()) {
-    auto gen = at::globalContext().defaultGenerator(device);
-    std::lock_guard<std::mutex> lock(gen.mutex());
-    gen.set_state(c.rng_cuda);
-  }
+    try {
+      gen.set_state(state);
+    } catch (const c10::Error& e) {  // LibTorch checks the size and dtype; its message names no file
+      throw Error(at_path(origin, std::string("RNG state '") + name + "' is invalid: " + e.what_without_backtrace()));
+    }
+  };
+  if (c.rng_cpu.defined()) restore(at::globalContext().defaultGenerator(torch::Device(torch::kCPU)), c.rng_cpu, "rng/cpu");
+  if (device.is_cuda() && c.rng_cuda.defined())
+    restore(at::globalContext().defaultGenerator(device), c.rng_cuda, "rng/cuda");
 }
 
 }  // namespace prom::train

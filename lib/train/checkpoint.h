@@ -60,6 +60,7 @@ void check_classes(const std::vector<std::string>& expected, const std::vector<s
 // The RNG states training draws from: the CPU generator, and the CUDA one of `device` when it is a
 // CUDA device.
 void capture_rng(Checkpoint& checkpoint, const torch::Device& device);
-void restore_rng(const Checkpoint& checkpoint, const torch::Device& device);
+// A state that is not one (a damaged file) is a prom::Error naming `origin`.
+void restore_rng(const Checkpoint& checkpoint, const torch::Device& device, const std::string& origin = "");
 
 }  // namespace prom::train

@@ -15,13 +15,13 @@ inline torch::Device resolve_device(const std::string& spec, int local_rank = 0)
   const bool cuda = torch::cuda::is_available();
   if (spec == "auto" && !cuda) return torch::Device(torch::kCPU);
   if (!cuda)
-    throw ConfigError("run.device: '" + spec + "' requested, but CUDA is not available here (use auto or cpu)");
+    throw ConfigKeyError("run.device: '" + spec + "' requested, but CUDA is not available here (use auto or cpu)");
   const int index = spec == "cuda" || spec == "auto" ? local_rank : std::stoi(spec.substr(5));
   const int count = static_cast<int>(torch::cuda::device_count());
   if (index >= count)
-    throw ConfigError("run.device: '" + spec + "' means cuda:" + std::to_string(index) +
-                      (spec == "auto" || spec == "cuda" ? " (LOCAL_RANK)" : "") + " but only " +
-                      std::to_string(count) + " CUDA device(s) exist");
+    throw ConfigKeyError("run.device: '" + spec + "' means cuda:" + std::to_string(index) +
+                         (spec == "auto" || spec == "cuda" ? " (LOCAL_RANK)" : "") + " but only " +
+                         std::to_string(count) + " CUDA device(s) exist");
   return torch::Device(torch::kCUDA, static_cast<c10::DeviceIndex>(index));
 }
 

@@ -12,8 +12,8 @@ LrSchedule::LrSchedule(const config::ScheduleConfig& config, double base_lr, int
     : config_(config), base_lr_(base_lr), epochs_(epochs), iters_per_epoch_(std::max<int64_t>(1, iters_per_epoch)) {
   warmup_iters_ = static_cast<int64_t>(std::llround(config.warmup_epochs * static_cast<double>(iters_per_epoch_)));
   if (config.warmup_epochs > static_cast<double>(epochs))
-    throw ConfigError("schedule.warmup_epochs: " + config::format_number(config.warmup_epochs) +
-                      " exceeds train.epochs (" + std::to_string(epochs) + ")");
+    throw ConfigKeyError("schedule.warmup_epochs: " + config::format_number(config.warmup_epochs) +
+                         " exceeds train.epochs (" + std::to_string(epochs) + ")");
 }
 
 double LrSchedule::lr(int64_t iteration) const {
@@ -31,7 +31,7 @@ double LrSchedule::lr(int64_t iteration) const {
   }
   if (name == "step") return base_lr_ * std::pow(config_.gamma, std::floor(t / config_.step_epochs));
   if (name == "exponential") return base_lr_ * std::pow(config_.gamma, std::floor(t));
-  throw ConfigError("schedule.name: unknown schedule '" + name + "'");
+  throw ConfigKeyError("schedule.name: unknown schedule '" + name + "'");
 }
 
 }  // namespace prom::train

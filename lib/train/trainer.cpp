@@ -72,14 +72,14 @@ int train(const config::Config& config_in, const TrainOptions& options, data::Ba
   const std::string& run_dir = options.run_dir;
   const std::vector<std::string>& classes = train_source.classes();
   if (static_cast<int64_t>(classes.size()) != config.model.num_classes)
-    throw ConfigError("model.num_classes: " + std::to_string(config.model.num_classes) + " but the training data has " +
-                      std::to_string(classes.size()) + " classes");
+    throw ConfigKeyError("model.num_classes: " + std::to_string(config.model.num_classes) +
+                         " but the training data has " + std::to_string(classes.size()) + " classes");
   if (eval_source != nullptr && eval_source->classes() != classes)
     throw Error("data: the evaluation data's class list differs from the training data's");
   const int64_t batches = train_source.batches_per_epoch();
-  if (batches < 1) throw ConfigError("train.batch_size: " + std::to_string(tc.batch_size) +
-                                     " leaves no full batch in an epoch of " + std::to_string(train_source.size()) +
-                                     " samples");
+  if (batches < 1)
+    throw ConfigKeyError("train.batch_size: " + std::to_string(tc.batch_size) + " leaves no full batch in an epoch of " +
+                         std::to_string(train_source.size()) + " samples");
 
   // Data-parallel (lib/dist): every rank trains; rank 0 alone writes the run directory.
   const std::shared_ptr<dist::Comm>& comm = options.comm;
@@ -88,7 +88,8 @@ int train(const config::Config& config_in, const TrainOptions& options, data::Ba
     std::error_code ec;
     fs::create_directories(run_dir, ec);
     if (ec) throw Error(at_path(run_dir, "cannot create the run directory: " + ec.message()));
-    io::write_file_atomic(run_dir + "/config.yaml", config::to_yaml(config));
+    // A run killed while writing a checkpoint left its temporary file behind; nothing reads it.
+    io::remove_stale_temporaries(run_dir);
   }
   RunLog log(main_rank ? run_dir : "", main_rank && ::isatty(STDERR_FILENO) == 1, config.run.log_every);
 
@@ -105,11 +106,11 @@ int train(const config::Config& config_in, const TrainOptions& options, data::Ba
   }
   // Quantization-aware training: fake quantizers go in after the float weights are loaded (they
   // have no place in a float weights file) and before the optimizer sees the parameters (LSQ steps).
+  std::string policy_table;
   if (config.quant.enabled) {
     auto assignments = quant::attach_quantizers(*net, config.quant, device);
-    std::string table = quant::format_policy(assignments);
-    if (main_rank) io::write_file_atomic(run_dir + "/quant_policy.txt", table);
-    log.info("quantization policy (saved as quant_policy.txt):\n" + table);
+    policy_table = quant::format_policy(assignments);
+    log.info("quantization policy (saved as quant_policy.txt):\n" + policy_table);
   }
   if (comm) dist::broadcast_module(*comm, *net);  // rank 0's initial weights and buffers everywhere
   Optimizer optimizer(param_groups(*net, config.optim), config.optim);
@@ -143,7 +144,7 @@ int train(const config::Config& config_in, const TrainOptions& options, data::Ba
       if (c.ema.empty()) throw Error(at_path(options.resume_from, "has no EMA weights but train.ema.enabled is true"));
       model::load_state_dict(ema->shadow(), c.ema, options.resume_from);
     }
-    restore_rng(c, device);
+    restore_rng(c, device, options.resume_from);
     progress = c.progress;
     if (progress.iteration != progress.epoch * batches + progress.batches_done)
       throw ConfigError(at_path(options.resume_from, "was written with " + std::to_string(progress.iteration) +
@@ -151,6 +152,12 @@ int train(const config::Config& config_in, const TrainOptions& options, data::Ba
                                                          "; the data or train.batch_size changed since"));
     log.info("resumed from " + options.resume_from + " at epoch " + std::to_string(progress.epoch + 1) + ", batch " +
              std::to_string(progress.batches_done) + " (iteration " + std::to_string(progress.iteration) + ")");
+  }
+  // The run's files change only once every input has been checked: a resume that fails (another
+  // batch size, a damaged checkpoint) leaves config.yaml as it was, so the next --resume still works.
+  if (main_rank) {
+    io::write_file_atomic(run_dir + "/config.yaml", config::to_yaml(config));
+    if (config.quant.enabled) io::write_file_atomic(run_dir + "/quant_policy.txt", policy_table);
   }
   log.metrics({{"kind", "start"}, {"prom", PROM_VERSION}, {"device", device.str()},
                {"epoch", progress.epoch}, {"iteration", progress.iteration},

@@ -1,5 +1,7 @@
 // Export, the integer engine and the energy/storage model.
 #include <catch2/catch.hpp>
+#include <algorithm>
+#include <cstdlib>
 #include <random>
 
 #include "config/config.h"
@@ -26,6 +28,15 @@ config::QuantConfig policy(const std::string& name) {
   return config::load_config(path).quant;
 }
 
+// Training steps of the fixture below. PROM_TEST_QAT_STEPS shrinks them where the run checks memory
+// and UB rather than numbers (scripts/sanitize.sh: ASan + UBSan make training several times slower);
+// the agreement thresholds of the engine against fake quant assume the full training.
+constexpr int kFullQatSteps = 25;
+int qat_steps() {
+  const char* steps = std::getenv("PROM_TEST_QAT_STEPS");
+  return steps ? std::max(1, std::atoi(steps)) : kFullQatSteps;
+}
+
 // A small PROM-quantized MobileNetV2 with trained observers and non-trivial BN statistics.
 struct QatFixture {
   std::shared_ptr<model::ClassifierModel> net;
@@ -44,7 +55,7 @@ struct QatFixture {
     images = torch::randn({5, 3, size, size}).index_select(0, labels) + 0.5 * torch::randn({48, 3, size, size});
     torch::optim::SGD opt(net->parameters(), torch::optim::SGDOptions(0.05).momentum(0.9));
     net->train();
-    for (int step = 0; step < 25; ++step) {
+    for (int step = 0; step < qat_steps(); ++step) {
       opt.zero_grad();
       torch::cross_entropy_loss(net->forward(images), labels).backward();
       opt.step();
@@ -115,6 +126,7 @@ TEST_CASE("the integer engine computes what the fake-quant model computes", "[ex
     auto range = (fq.max() - fq.min()).item<double>();
     INFO("top-1 agreement " << agree << ", max logit difference " << (fq - logits).abs().max().item<double>()
                             << " (" << steps << " steps), logit range " << range);
+    if (qat_steps() < kFullQatSteps) continue;  // an undertrained model's logits are too close to compare
     CHECK(agree >= 0.97);
     CHECK((fq - logits).abs().max().item<double>() <= 0.05 * range);
   }
