@@ -7,6 +7,8 @@
 # a timeout (PROM_FUZZ_TIMEOUT s per input) or an allocation over PROM_FUZZ_MEMORY_MB (2048).
 # A finding's input is saved as build-fuzz/findings/<target>/crash-* (or oom-*, timeout-*); once
 # fixed, commit it under test/fuzz/regressions/<target>/ so that every later run replays it.
+# PROM_FUZZ_SEED (default 1) fixes libFuzzer's random seed, so a CI finding reproduces by rerunning
+# the same command; PROM_FUZZ_SEED=0 lets libFuzzer pick one (exploring beyond what CI covers).
 # Arguments: target names to run (default: all).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -15,6 +17,7 @@ seconds=${PROM_FUZZ_SECONDS:-60}
 parallel=${PROM_FUZZ_PARALLEL:-2}
 memory_mb=${PROM_FUZZ_MEMORY_MB:-2048}
 timeout_s=${PROM_FUZZ_TIMEOUT:-10}
+seed=${PROM_FUZZ_SEED:-1}
 targets=("$@")
 ((${#targets[@]})) || targets=(fuzz_safetensors fuzz_int_model fuzz_config fuzz_image_decode)
 "$root/scripts/install_deps.sh"
@@ -52,7 +55,7 @@ run_target() {
   fi
   # 2. Bounded fuzzing; new interesting inputs go to $work (the first corpus folder, never committed).
   local status=0 execs
-  "$bin" "${limits[@]}" -max_total_time="$seconds" -print_final_stats=1 -artifact_prefix="$findings/" \
+  "$bin" "${limits[@]}" -max_total_time="$seconds" -seed="$seed" -print_final_stats=1 -artifact_prefix="$findings/" \
     "$work" "$seeds" "$regressions" >"$log" 2>&1 || status=$?
   execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -n 1)
   if ((status != 0)); then

@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cctype>
 #include <cerrno>
 #include <cstring>
 #include <iterator>
@@ -32,6 +33,20 @@ bool jpeg_is_complete(const std::vector<uchar>& b) {
 }
 
 bool is_jpeg(const std::vector<uchar>& b) { return b.size() >= 3 && b[0] == 0xFF && b[1] == 0xD8 && b[2] == 0xFF; }
+
+bool starts_with(const std::vector<uchar>& b, const char* magic, size_t n, size_t at = 0) {
+  return b.size() >= at + n && std::memcmp(b.data() + at, magic, n) == 0;
+}
+
+// Only the formats a dataset folder may hold (data/dataset.cpp's extensions) reach OpenCV. imdecode
+// tries every decoder it was built with, and Debian's includes GDCM (DICOM), which abort()s on a
+// malformed file (found by fuzz_image_decode: 135 bytes with "DICM" at offset 128); the decoders of
+// these formats come before GDCM in OpenCV's order, so a file that passes here never reaches it.
+bool is_supported_format(const std::vector<uchar>& b) {
+  const bool pnm = b.size() >= 3 && b[0] == 'P' && b[1] >= '1' && b[1] <= '6' && std::isspace(b[2]);
+  return is_jpeg(b) || starts_with(b, "\x89PNG\r\n\x1a\n", 8) || starts_with(b, "BM", 2) || pnm ||
+         starts_with(b, "II*\0", 4) || starts_with(b, "MM\0*", 4) || (starts_with(b, "RIFF", 4) && starts_with(b, "WEBP", 4, 8));
+}
 
 // A file declaring more pixels than this is refused before anything is allocated: a few header bytes
 // must not make a loader thread allocate gigabytes. 2^27 (134 M) pixels, e.g. 16384 x 8192, is far
@@ -98,6 +113,7 @@ std::vector<uchar> read_image_bytes(const std::string& path) {
 cv::Mat decode_image(const std::vector<uchar>& bytes, const std::string& path) {
   if (bytes.empty()) bad(path, "empty file (0 bytes)");
   if (is_jpeg(bytes) && !jpeg_is_complete(bytes)) bad(path, "truncated JPEG (no end-of-image marker after the last scan)");
+  if (!is_supported_format(bytes)) bad(path, "cannot decode: not a JPEG, PNG, BMP, PPM/PGM, TIFF or WebP image (unrecognized content)");
   check_declared_size(bytes, path);
   cv::Mat img;
   if (is_jpeg(bytes) && decode_jpeg_fast(bytes, img)) return img;

@@ -10,6 +10,7 @@
 #include <filesystem>
 #include <fstream>
 #include <functional>
+#include <iterator>
 #include <map>
 #include <nlohmann/json.hpp>
 #include <sstream>
@@ -784,6 +785,13 @@ TEST_CASE("bad data folders, images, ground truth and class lists: exit 1 naming
          return train("-c " + c);
        },
        1, {"{dir}/data/train/c: empty class: no image files"}},
+      {"DICOM-like bytes (GDCM would abort) with bad_files: fail", [](Scratch& s) {
+         std::string c = image_run(s, "  bad_files: fail\n");
+         std::ifstream in(source("test/fuzz/regressions/fuzz_image_decode/dicom_magic_gdcm_abort.bin"), std::ios::binary);
+         s.write("data/train/a/1.ppm", std::string(std::istreambuf_iterator<char>(in), {}));
+         return train("-c " + c);
+       },
+       1, {"{dir}/data/train/a/1.ppm", "unrecognized content"}},
       {"corrupt image with bad_files: fail", [](Scratch& s) {
          std::string c = image_run(s, "  bad_files: fail\n");
          s.write("data/train/a/1.ppm", "not an image at all");
