@@ -126,7 +126,10 @@ TEST_CASE("the integer engine computes what the fake-quant model computes", "[ex
     auto range = (fq.max() - fq.min()).item<double>();
     INFO("top-1 agreement " << agree << ", max logit difference " << (fq - logits).abs().max().item<double>()
                             << " (" << steps << " steps), logit range " << range);
-    if (qat_steps() < kFullQatSteps) continue;  // an undertrained model's logits are too close to compare
+    if (qat_steps() < kFullQatSteps) {  // an undertrained model's logits are too close to compare
+      WARN("agreement thresholds not checked: PROM_TEST_QAT_STEPS=" << qat_steps() << " < " << kFullQatSteps);
+      continue;
+    }
     CHECK(agree >= 0.97);
     CHECK((fq - logits).abs().max().item<double>() <= 0.05 * range);
   }
