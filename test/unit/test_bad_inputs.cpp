@@ -6,7 +6,7 @@
 // docs/inputs.md lists the inputs and what can be wrong with each. Adding a case is one entry.
 #include <algorithm>
 #include <atomic>
-#include <catch2/catch.hpp>
+#include "support/catch.h"
 #include <filesystem>
 #include <fstream>
 #include <functional>

@@ -1,5 +1,5 @@
 // Runs the real binaries: exit codes, one-line errors, --version, --describe.
-#include <catch2/catch.hpp>
+#include "support/catch.h"
 
 #include "support/command.h"
 

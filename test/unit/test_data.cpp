@@ -1,6 +1,6 @@
 // The OpenCV data pipeline: datasets, decoding, transforms, the loader's determinism and sharding,
 // and the bad-file policy. Every test makes its own small data.
-#include <catch2/catch.hpp>
+#include "support/catch.h"
 #include <unistd.h>
 
 #include <filesystem>

@@ -1,7 +1,7 @@
 // Fashion-MNIST conversion: IDX parsing errors and `prom-data fashion-mnist` on small synthetic IDX
 // files (never the real 30 MB set: the tests stay fast and need no package), and a smoke run of
 // `prom-bench loader`.
-#include <catch2/catch.hpp>
+#include "support/catch.h"
 #include <zlib.h>
 
 #include <filesystem>

@@ -1,6 +1,6 @@
 // The transform presets against torchvision's PIL presets (test/python/make_pil_transforms.py), on
 // photo-like images of several sizes and kinds: normalised mean absolute difference <= 0.02.
-#include <catch2/catch.hpp>
+#include "support/catch.h"
 
 #include <cstdio>
 #include <cstdlib>

@@ -1,5 +1,5 @@
 // Export, the integer engine and the energy/storage model.
-#include <catch2/catch.hpp>
+#include "support/catch.h"
 #include <algorithm>
 #include <cstdlib>
 #include <random>

@@ -1,5 +1,5 @@
 // The QAT -> export -> integer evaluation path through the real binaries, on synthetic data.
-#include <catch2/catch.hpp>
+#include "support/catch.h"
 #include <filesystem>
 
 #include "io/atomic_file.h"

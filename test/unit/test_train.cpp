@@ -1,6 +1,6 @@
 // The pieces of the training engine against hand computations: LR schedules, weight-decay groups,
 // the optimizers, label smoothing, distillation, EMA, checkpoints and the tensor source.
-#include <catch2/catch.hpp>
+#include "support/catch.h"
 #include <cmath>
 #include <set>
 
