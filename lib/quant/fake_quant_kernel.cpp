@@ -1,7 +1,9 @@
 #include "quant/fake_quant_kernel.h"
 
 #include <ATen/Parallel.h>
-#include <immintrin.h>
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>  // the AVX2 kernels; elsewhere (aarch64) only the portable loops are built
+#endif
 
 #include <array>
 #include <atomic>
@@ -40,6 +42,7 @@ inline void fake_quant_scalar(const Grid& g, const float* x, float* y, bool* mas
   }
 }
 
+#if defined(__x86_64__) || defined(__i386__)
 // 8 mask bits -> 8 bool bytes.
 const std::array<uint64_t, 256>& byte_masks() {
   static const std::array<uint64_t, 256> table = [] {
@@ -52,7 +55,6 @@ const std::array<uint64_t, 256>& byte_masks() {
   return table;
 }
 
-#if defined(__x86_64__) || defined(__i386__)
 // Same operations in the same order as the scalar loop: one float multiply, round to nearest even
 // (nearbyint in the default rounding mode), add the zero point, clamp. max_ps returns its second
 // operand for a NaN, as fmax(NaN, qmin) returns qmin.
@@ -116,7 +118,7 @@ FakeQuantOutput fake_quantize_per_tensor(const torch::Tensor& x, const torch::Te
   const float* in = x.data_ptr<float>();
   float* out = values.data_ptr<float>();
   bool* keep = mask.data_ptr<bool>();
-  const bool avx2 = use_avx2();
+  [[maybe_unused]] const bool avx2 = use_avx2();  // read only where the AVX2 kernels exist
   at::parallel_for(0, x.numel(), kGrain, [&](int64_t begin, int64_t end) {
 #if defined(__x86_64__) || defined(__i386__)
     if (avx2) return fake_quant_avx2(grid, in + begin, out + begin, keep + begin, end - begin);
@@ -134,7 +136,7 @@ torch::Tensor masked_gradient(const torch::Tensor& grad, const torch::Tensor& ma
   const float* g = grad.data_ptr<float>();
   const bool* keep = mask.data_ptr<bool>();
   float* o = out.data_ptr<float>();
-  const bool avx2 = use_avx2();
+  [[maybe_unused]] const bool avx2 = use_avx2();  // read only where the AVX2 kernels exist
   at::parallel_for(0, grad.numel(), kGrain, [&](int64_t begin, int64_t end) {
 #if defined(__x86_64__) || defined(__i386__)
     if (avx2) return masked_gradient_avx2(g + begin, keep + begin, o + begin, end - begin);
