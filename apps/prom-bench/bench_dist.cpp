@@ -10,8 +10,8 @@
 #include <nlohmann/json.hpp>
 
 #include "core/error.h"
-#include "dist/comm.h"
-#include "dist/world.h"
+#include "distributed/comm.h"
+#include "distributed/world.h"
 #include "model/registry.h"
 #include "train/loss.h"
 #include "train/optimizer.h"

@@ -1,6 +1,6 @@
 // `prom-bench dist`: the data-parallel speed-up on this machine. One process trains at global batch
 // B, then two processes (Gloo on 127.0.0.1) at B/2 each, the trainer's step with the bucketed
-// gradient all-reduce (lib/dist), synthetic data, --threads per process (1 by default). Reports
+// gradient all-reduce (lib/distributed), synthetic data, --threads per process (1 by default). Reports
 // ms per global step, the speed-up (1-process time / 2-process time) and the all-reduce time per
 // step: the part the step waits for after backward, and the span from the first bucket's launch.
 #pragma once

@@ -228,7 +228,7 @@ struct ScheduleConfig {
   }
 };
 
-// Data-parallel training (lib/dist): one process per device, rank and world size from torchrun's or
+// Data-parallel training (lib/distributed): one process per device, rank and world size from torchrun's or
 // SLURM's environment variables; without them the run is a single process and these keys are unused.
 struct DistConfig {
   std::string backend = "auto";  // auto (NCCL on CUDA, Gloo on CPU) | gloo | nccl

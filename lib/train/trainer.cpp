@@ -11,7 +11,7 @@
 #include <thread>
 
 #include "core/error.h"
-#include "dist/comm.h"
+#include "distributed/comm.h"
 #include "io/atomic_file.h"
 #include "model/registry.h"
 #include "quant/policy.h"
@@ -81,7 +81,7 @@ int train(const config::Config& config_in, const TrainOptions& options, data::Ba
     throw ConfigKeyError("train.batch_size: " + std::to_string(tc.batch_size) + " leaves no full batch in an epoch of " +
                          std::to_string(train_source.size()) + " samples");
 
-  // Data-parallel (lib/dist): every rank trains; rank 0 alone writes the run directory.
+  // Data-parallel (lib/distributed): every rank trains; rank 0 alone writes the run directory.
   const std::shared_ptr<dist::Comm>& comm = options.comm;
   const bool main_rank = !comm || comm->is_main();
   if (main_rank) {

@@ -17,7 +17,7 @@ namespace prom::train {
 struct TrainOptions {
   std::string run_dir;      // receives config.yaml, train.log, metrics.jsonl and the checkpoints
   std::string resume_from;  // a checkpoint to continue from exactly; "" starts fresh
-  // Data-parallel training (lib/dist/comm.h): null for one process. The sources must then be this
+  // Data-parallel training (lib/distributed/comm.h): null for one process. The sources must then be this
   // rank's shards with batch_size / world_size samples per batch. Rank 0 alone writes run_dir.
   std::shared_ptr<dist::Comm> comm;
   int local_rank = 0;       // run.device auto/cuda means cuda:local_rank

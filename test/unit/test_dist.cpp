@@ -1,4 +1,4 @@
-// Data-parallel training (lib/dist, issue 7): the environment parsing of torchrun/SLURM launches,
+// Data-parallel training (lib/distributed, issue 7): the environment parsing of torchrun/SLURM launches,
 // the bucketed gradient all-reduce in-process, and real 2-process prom-train runs with Gloo on
 // loopback: bitwise-identical models on both ranks, the loss curve of one process with the same
 // global batch, a killed or hung rank failing the other, resume with 2 ranks, and rank 0 alone
@@ -21,8 +21,8 @@
 #include <thread>
 
 #include "core/error.h"
-#include "dist/comm.h"
-#include "dist/world.h"
+#include "distributed/comm.h"
+#include "distributed/world.h"
 #include "support/command.h"
 #include "train/checkpoint.h"
 

@@ -14,7 +14,7 @@
 #include <vector>
 
 #include "config/config.h"
-#include "dist/world.h"
+#include "distributed/world.h"
 
 namespace prom::dist {
 
