@@ -173,6 +173,9 @@ struct TrainConfig {
   double grad_clip_norm = 0.0;  // 0: off
   int eval_every = 1;           // epochs
   bool freeze_bn = false;       // BatchNorm normalizes with (and keeps) its running statistics
+  // Mixed precision: the model's float compute under autocast in bf16 (CPU or CUDA) or fp16 (CUDA
+  // only, with dynamic loss scaling); fake quantizers stay fp32. lib/train/autocast.h.
+  std::string amp = "off";      // off | bf16 | fp16
   EmaConfig ema;
   DistillConfig distill;
   TestHooksConfig test_hooks;
@@ -183,6 +186,7 @@ struct TrainConfig {
     v.field("grad_clip_norm", grad_clip_norm, at_least(0));
     v.field("eval_every", eval_every, at_least(1));
     v.field("freeze_bn", freeze_bn);
+    v.field("amp", amp, one_of({"off", "bf16", "fp16"}));
     v.section("ema", ema);
     v.section("distill", distill);
     v.section("test_hooks", test_hooks);

@@ -15,9 +15,14 @@ namespace {
 constexpr const char* kFormat = "prom-checkpoint/1";
 
 nlohmann::json progress_json(const TrainProgress& p) {
-  return {{"epoch", p.epoch},         {"batches_done", p.batches_done}, {"iteration", p.iteration},
-          {"optimizer_steps", p.optimizer_steps}, {"best_top1", p.best_top1}, {"best_epoch", p.best_epoch},
-          {"loss_sum", p.loss_sum},   {"samples", p.samples},           {"correct", p.correct}};
+  nlohmann::json j = {{"epoch", p.epoch},         {"batches_done", p.batches_done}, {"iteration", p.iteration},
+                      {"optimizer_steps", p.optimizer_steps}, {"best_top1", p.best_top1}, {"best_epoch", p.best_epoch},
+                      {"loss_sum", p.loss_sum},   {"samples", p.samples},           {"correct", p.correct}};
+  if (p.loss_scale > 0) {  // only fp16 runs have a loss scaler
+    j["loss_scale"] = p.loss_scale;
+    j["loss_scale_growth"] = p.loss_scale_growth;
+  }
+  return j;
 }
 
 TrainProgress progress_from(const nlohmann::json& j) {
@@ -31,6 +36,8 @@ TrainProgress progress_from(const nlohmann::json& j) {
   p.loss_sum = j.at("loss_sum").get<double>();
   p.samples = j.at("samples").get<int64_t>();
   p.correct = j.at("correct").get<int64_t>();
+  p.loss_scale = j.value("loss_scale", 0.0);
+  p.loss_scale_growth = j.value("loss_scale_growth", int64_t{0});
   return p;
 }
 

@@ -3,8 +3,9 @@
 // model as "ema/<param>", RNG states as "rng/cpu" and "rng/cuda". __metadata__ holds text:
 //   format    "prom-checkpoint/1"
 //   prom      the prom version that wrote it
-//   state     JSON: epoch, position in the epoch, iteration, optimizer steps, best top-1, and the
-//             epoch's running sums (so a mid-epoch resume reports the same epoch metrics)
+//   state     JSON: epoch, position in the epoch, iteration, optimizer steps, best top-1, the
+//             epoch's running sums (so a mid-epoch resume reports the same epoch metrics), and
+//             with fp16 training the loss scaler's state (loss_scale, loss_scale_growth)
 //   config    the resolved config (YAML)
 //   classes   JSON array of class names (index = label)
 // Writes are atomic (temp file, fsync, rename).
@@ -29,6 +30,9 @@ struct TrainProgress {
   // Running sums of the epoch in progress.
   double loss_sum = 0;
   int64_t samples = 0, correct = 0;
+  // train.amp fp16: the dynamic loss scale and its count of good steps (0: no loss scaling).
+  double loss_scale = 0;
+  int64_t loss_scale_growth = 0;
 };
 
 struct Checkpoint {

@@ -2,6 +2,8 @@
 
 #include <algorithm>
 
+#include "core/host_read.h"
+
 namespace prom::train {
 
 namespace F = torch::nn::functional;
@@ -19,15 +21,18 @@ torch::Tensor distillation_loss(const torch::Tensor& student_logits, const torch
   return kl * (temperature * temperature);
 }
 
-Correct count_correct(const torch::Tensor& logits, const torch::Tensor& labels) {
+torch::Tensor correct_counts(const torch::Tensor& logits, const torch::Tensor& labels) {
   torch::NoGradGuard no_grad;
   const int64_t k = std::min<int64_t>(5, logits.size(1));
   torch::Tensor top = std::get<1>(logits.topk(k, 1));                 // [N, k]
   torch::Tensor hit = top.eq(labels.view({-1, 1}).to(top.device()));  // [N, k]
-  Correct c;
-  c.top1 = hit.select(1, 0).sum().item<int64_t>();
-  c.top5 = hit.any(1).sum().item<int64_t>();
-  return c;
+  return torch::stack({hit.select(1, 0).sum(), hit.any(1).sum()});
+}
+
+Correct count_correct(const torch::Tensor& logits, const torch::Tensor& labels) {
+  torch::Tensor counts = host_copy(correct_counts(logits, labels)).contiguous();
+  const int64_t* c = counts.data_ptr<int64_t>();
+  return {c[0], c[1]};
 }
 
 }  // namespace prom::train

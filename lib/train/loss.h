@@ -19,5 +19,7 @@ struct Correct {
   int64_t top1 = 0, top5 = 0;
 };
 Correct count_correct(const torch::Tensor& logits, const torch::Tensor& labels);
+// The same counts as an int64 [2] tensor (top-1, top-5) on the logits' device: no host read.
+torch::Tensor correct_counts(const torch::Tensor& logits, const torch::Tensor& labels);
 
 }  // namespace prom::train

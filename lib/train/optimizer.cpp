@@ -30,43 +30,76 @@ torch::Tensor& Optimizer::buffer(const std::string& param, const std::string& na
   return t;
 }
 
+// The parameters that have a gradient and the given weight-decay flag, with their gradients.
+Optimizer::Group Optimizer::group(bool decay) const {
+  Group g;
+  for (const auto& np : params_) {
+    if (np.decay != decay || !np.param.grad().defined()) continue;
+    g.names.push_back(np.name);
+    g.params.push_back(np.param);
+    g.grads.push_back(np.param.grad());
+  }
+  return g;
+}
+
+// Updates with torch's multi-tensor ops (_foreach_*): on CPU they run the per-tensor kernels of a
+// loop over the parameters, so the numbers are bit for bit those of torch.optim's for-loop
+// implementation; on CUDA they launch a handful of kernels per step instead of several per tensor.
 void Optimizer::step() {
   torch::NoGradGuard no_grad;
   ++steps_;
-  const double lr = lr_;
-  for (auto& np : params_) {
-    torch::Tensor& p = np.param;
-    torch::Tensor g = p.grad();
-    if (!g.defined()) continue;
-    const double wd = np.decay ? config_.weight_decay : 0.0;
-    if (config_.name == "sgd") {
-      // torch.optim.SGD (dampening 0): d = g + wd p; buf = m buf + d; d = nesterov ? d + m buf : buf.
-      if (wd != 0) g = g.add(p, wd);
-      if (config_.momentum != 0) {
-        auto& bufs = state_[np.name];
-        auto it = bufs.find("momentum_buffer");
-        if (it == bufs.end()) {
-          bufs["momentum_buffer"] = g.clone();
-        } else {
-          it->second.mul_(config_.momentum).add_(g);
-        }
-        const torch::Tensor& buf = bufs["momentum_buffer"];
-        g = config_.nesterov ? g.add(buf, config_.momentum) : buf;
-      }
-      p.add_(g, -lr);
-    } else {
-      // torch.optim.AdamW: decoupled decay, then Adam with bias correction.
-      if (wd != 0) p.mul_(1.0 - lr * wd);
-      torch::Tensor& m = buffer(np.name, "exp_avg", p);
-      torch::Tensor& v = buffer(np.name, "exp_avg_sq", p);
-      m.mul_(config_.beta1).add_(g, 1.0 - config_.beta1);
-      v.mul_(config_.beta2).addcmul_(g, g, 1.0 - config_.beta2);
-      const double bc1 = 1.0 - std::pow(config_.beta1, static_cast<double>(steps_));
-      const double bc2 = 1.0 - std::pow(config_.beta2, static_cast<double>(steps_));
-      torch::Tensor denom = (v.sqrt() / std::sqrt(bc2)).add_(config_.eps);
-      p.addcdiv_(m, denom, -lr / bc1);
-    }
+  for (bool decay : {true, false}) {
+    Group g = group(decay);
+    if (g.params.empty()) continue;
+    const double wd = decay ? config_.weight_decay : 0.0;
+    if (config_.name == "sgd") sgd_step(g, wd);
+    else adamw_step(g, wd);
   }
+}
+
+// torch.optim.SGD (dampening 0): d = g + wd p; buf = m buf + d; d = nesterov ? d + m buf : buf; p -= lr d.
+void Optimizer::sgd_step(Group& g, double wd) {
+  std::vector<torch::Tensor> d = wd != 0 ? at::_foreach_add(g.grads, g.params, wd) : g.grads;
+  if (config_.momentum != 0) {
+    std::vector<torch::Tensor> bufs, existing, existing_d;
+    for (size_t i = 0; i < d.size(); ++i) {
+      auto& slot = state_[g.names[i]];
+      auto it = slot.find("momentum_buffer");
+      if (it == slot.end()) {
+        bufs.push_back(slot["momentum_buffer"] = d[i].clone());  // the first step: buf = d
+      } else {
+        bufs.push_back(it->second);
+        existing.push_back(it->second);
+        existing_d.push_back(d[i]);
+      }
+    }
+    if (!existing.empty()) {
+      at::_foreach_mul_(existing, config_.momentum);
+      at::_foreach_add_(existing, existing_d);
+    }
+    d = config_.nesterov ? at::_foreach_add(d, bufs, config_.momentum) : bufs;
+  }
+  at::_foreach_add_(g.params, d, -lr_);
+}
+
+// torch.optim.AdamW: decoupled decay, then Adam with bias correction.
+void Optimizer::adamw_step(Group& g, double wd) {
+  if (wd != 0) at::_foreach_mul_(g.params, 1.0 - lr_ * wd);
+  std::vector<torch::Tensor> m, v;
+  for (size_t i = 0; i < g.params.size(); ++i) {
+    m.push_back(buffer(g.names[i], "exp_avg", g.params[i]));
+    v.push_back(buffer(g.names[i], "exp_avg_sq", g.params[i]));
+  }
+  at::_foreach_mul_(m, config_.beta1);
+  at::_foreach_add_(m, g.grads, 1.0 - config_.beta1);
+  at::_foreach_mul_(v, config_.beta2);
+  at::_foreach_addcmul_(v, g.grads, g.grads, 1.0 - config_.beta2);
+  const double bc1 = 1.0 - std::pow(config_.beta1, static_cast<double>(steps_));
+  const double bc2 = 1.0 - std::pow(config_.beta2, static_cast<double>(steps_));
+  std::vector<torch::Tensor> denom = at::_foreach_sqrt(v);
+  at::_foreach_div_(denom, std::sqrt(bc2));
+  at::_foreach_add_(denom, config_.eps);
+  at::_foreach_addcdiv_(g.params, m, denom, -lr_ / bc1);
 }
 
 std::map<std::string, torch::Tensor> Optimizer::state_tensors() const {

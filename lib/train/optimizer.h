@@ -43,6 +43,13 @@ class Optimizer {
   void load_state(const std::map<std::string, torch::Tensor>& tensors, int64_t steps, const std::string& origin);
 
  private:
+  struct Group {  // parameters updated alike (same weight decay), with their gradients
+    std::vector<std::string> names;
+    std::vector<torch::Tensor> params, grads;
+  };
+  Group group(bool decay) const;
+  void sgd_step(Group& g, double wd);
+  void adamw_step(Group& g, double wd);
   torch::Tensor& buffer(const std::string& param, const std::string& name, const torch::Tensor& like);
 
   std::vector<NamedParam> params_;

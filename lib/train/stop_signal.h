@@ -1,6 +1,7 @@
 // Graceful stop on SIGINT/SIGTERM (Ctrl-C, cluster pre-emption): the handler only records the
-// signal; the training loop polls it after each step, writes a resumable checkpoint and exits
-// 128 + signal (130, 143). A second signal exits at once, without a checkpoint.
+// signal; the training loop polls it after each step (data-parallel ranks agree on it at the next
+// metrics read, every run.log_every steps, and after each epoch), writes a resumable checkpoint and
+// exits 128 + signal (130, 143). A second signal exits at once, without a checkpoint.
 #pragma once
 
 namespace prom::train {

@@ -2,20 +2,26 @@
 // the optimizers, label smoothing, distillation, EMA, checkpoints and the tensor source.
 #include "support/catch.h"
 #include <cmath>
+#include <limits>
 #include <set>
 
+#include "app/sources.h"
 #include "config/config.h"
 #include "core/error.h"
+#include "core/host_read.h"
 #include "data/tensor_source.h"
 #include "model/registry.h"
 #include "model/weights.h"
 #include "prom/version.h"
+#include "quant/policy.h"
 #include "support/command.h"
 #include "train/checkpoint.h"
 #include "train/ema.h"
+#include "train/grad_scaler.h"
 #include "train/loss.h"
 #include "train/optimizer.h"
 #include "train/schedule.h"
+#include "train/trainer.h"
 
 using namespace prom;
 using Catch::Matchers::Contains;
@@ -365,4 +371,231 @@ TEST_CASE("synthetic data: a pure function of the seed, with the configured shap
   CHECK(data::make_synthetic_source(c, false, o)->classes() == data::synthetic_class_names(4));
   c.run.seed = 1;
   CHECK(!torch::equal(first(false).images, x.images));
+}
+
+namespace {
+
+// torch.optim's for-loop SGD/AdamW, one parameter at a time: the arithmetic train::Optimizer used
+// before it switched to multi-tensor (_foreach_*) ops.
+void loop_step(const config::OptimConfig& oc, std::vector<train::NamedParam>& ps, int64_t step,
+               std::map<std::string, std::map<std::string, torch::Tensor>>& state) {
+  torch::NoGradGuard g;
+  for (auto& np : ps) {
+    torch::Tensor p = np.param, grad = p.grad();
+    const double wd = np.decay ? oc.weight_decay : 0.0;
+    if (oc.name == "sgd") {
+      if (wd != 0) grad = grad.add(p, wd);
+      auto& bufs = state[np.name];
+      if (!bufs.count("m")) bufs["m"] = grad.clone();
+      else bufs["m"].mul_(oc.momentum).add_(grad);
+      grad = oc.nesterov ? grad.add(bufs["m"], oc.momentum) : bufs["m"];
+      p.add_(grad, -oc.lr);
+    } else {
+      if (wd != 0) p.mul_(1.0 - oc.lr * wd);
+      auto& bufs = state[np.name];
+      if (!bufs.count("m")) bufs["m"] = torch::zeros_like(p), bufs["v"] = torch::zeros_like(p);
+      bufs["m"].mul_(oc.beta1).add_(grad, 1.0 - oc.beta1);
+      bufs["v"].mul_(oc.beta2).addcmul_(grad, grad, 1.0 - oc.beta2);
+      const double bc1 = 1.0 - std::pow(oc.beta1, static_cast<double>(step));
+      const double bc2 = 1.0 - std::pow(oc.beta2, static_cast<double>(step));
+      p.addcdiv_(bufs["m"], (bufs["v"].sqrt() / std::sqrt(bc2)).add_(oc.eps), -oc.lr / bc1);
+    }
+  }
+}
+
+}  // namespace
+
+TEST_CASE("multi-tensor SGD and AdamW updates equal the per-parameter loop bit for bit on CPU", "[train]") {
+  for (const char* name : {"sgd", "adamw"}) {
+    INFO(name);
+    config::OptimConfig oc;
+    oc.name = name;
+    oc.lr = 0.05;
+    oc.nesterov = true;
+    oc.weight_decay = 0.01;
+    torch::manual_seed(7);
+    auto a = model::create_model(tiny_model());
+    torch::manual_seed(7);
+    auto b = model::create_model(tiny_model());  // the same weights
+    auto pa = train::param_groups(*a, oc), pb = train::param_groups(*b, oc);
+    train::Optimizer opt(pa, oc);
+    std::map<std::string, std::map<std::string, torch::Tensor>> state;
+    for (int64_t step = 1; step <= 3; ++step) {
+      for (size_t i = 0; i < pa.size(); ++i) {
+        torch::Tensor grad = torch::randn_like(pa[i].param);
+        pa[i].param.mutable_grad() = grad;
+        pb[i].param.mutable_grad() = grad.clone();
+      }
+      opt.step();
+      loop_step(oc, pb, step, state);
+    }
+    for (size_t i = 0; i < pa.size(); ++i) {
+      INFO(pa[i].name);
+      CHECK(torch::equal(pa[i].param, pb[i].param));
+    }
+  }
+}
+
+TEST_CASE("fp16 loss scaling: an Inf gradient skips the step and halves the scale, good steps double it", "[train]") {
+  train::GradScaler::Options o;
+  o.growth_interval = 3;
+  train::GradScaler scaler(o);
+  CHECK(scaler.scale() == 65536.0);  // torch.cuda.amp.GradScaler's defaults
+  CHECK(train::GradScaler().scale() == 65536.0);
+  torch::Tensor w = torch::tensor({1.0f, -2.0f}).set_requires_grad(true);
+  config::OptimConfig oc;
+  oc.momentum = 0;
+  oc.lr = 0.1;
+  train::Optimizer opt({{"w", w, false}}, oc);
+  // A scaled backward: d(scale * loss)/dw = scale * 3.
+  (scaler.scale_loss((w * 3.0f).sum())).backward();
+  CHECK(w.grad()[0].item<float>() == 3.0f * 65536.0f);
+  REQUIRE(scaler.unscale({w}));
+  CHECK(torch::equal(w.grad(), torch::tensor({3.0f, 3.0f})));  // exact: the scale is a power of 2
+  // A fabricated overflow: the trainer's rule (train_step.cpp) skips the update.
+  w.mutable_grad() = torch::tensor({std::numeric_limits<float>::infinity(), 1.0f});
+  const torch::Tensor before = w.detach().clone();
+  const bool finite = scaler.unscale({w});
+  CHECK_FALSE(finite);
+  if (finite) opt.step();
+  scaler.update(finite);
+  CHECK(torch::equal(w.detach(), before));
+  CHECK(scaler.scale() == 32768.0);
+  CHECK(scaler.growth_tracker() == 0);
+  w.mutable_grad() = torch::tensor({std::nanf(""), 1.0f});
+  CHECK_FALSE(scaler.unscale({w}));
+  scaler.update(false);
+  CHECK(scaler.scale() == 16384.0);
+  for (int i = 0; i < 3; ++i) scaler.update(true);  // growth_interval good steps in a row
+  CHECK(scaler.scale() == 32768.0);
+  CHECK(scaler.growth_tracker() == 0);
+  scaler.update(true);
+  // The state travels in checkpoints and resumes exactly.
+  test::TempDir dir("scaler");
+  train::Checkpoint c;
+  c.model = model::state_dict(*model::create_model(tiny_model()));
+  c.progress.loss_scale = scaler.scale();
+  c.progress.loss_scale_growth = scaler.growth_tracker();
+  train::save_checkpoint(dir.file("c.safetensors"), c);
+  train::Checkpoint r = train::load_checkpoint(dir.file("c.safetensors"));
+  train::GradScaler resumed(o);
+  resumed.load(r.progress.loss_scale, r.progress.loss_scale_growth);
+  CHECK(resumed.scale() == 32768.0);
+  CHECK(resumed.growth_tracker() == 1);
+  CHECK_THROWS_WITH(resumed.load(0.0, 0), Contains("expected a positive scale"));
+}
+
+TEST_CASE("EMA of a QAT model: quantizer state taken after the first batch, ranges copied, LSQ steps averaged",
+          "[train]") {
+  test::TempDir dir("ema-qat");
+  auto path = dir.write("c.yaml", "base: " + test::source("configs/policies/prom.yaml") +
+                                      "\nmodel: {arch: mobilenet_v2, num_classes: 4}\n");
+  config::QuantConfig q = config::load_config(path).quant;
+  REQUIRE(q.rules.size() >= 2);
+  q.rules[1].input.learned = true;  // LSQ activation steps on the int8 layers, EMA observers elsewhere
+  const torch::Device cpu(torch::kCPU);
+  torch::manual_seed(11);
+  auto net = model::create_model(tiny_model());
+  quant::attach_quantizers(*net, q, cpu);
+  auto shadow = model::create_model(tiny_model());
+  quant::attach_quantizers(*shadow, q, cpu);
+  train::ModelEma ema(shadow, *net, 0.9);  // made before the first batch, as the trainer does
+  net->train();
+  torch::Tensor x = torch::randn({8, 3, 16, 16});
+  net->forward(x);  // the first batch initialises every range and LSQ step
+  ema.sync_quantizers(*net);
+  ema.update(*net);
+  int ranges = 0, steps = 0;
+  auto live = model::state_dict(*net), avg = model::state_dict(ema.shadow());
+  for (const auto& [k, t] : live) {
+    if (!train::is_quantizer_state(*net, k)) continue;
+    INFO(k);
+    CHECK(torch::equal(avg.at(k), t));  // nothing of the placeholders (range 0, step 1) is left
+    ranges += k.size() > 6 && k.substr(k.size() - 6) == ".range";
+    steps += k.size() > 5 && k.substr(k.size() - 5) == ".step";
+  }
+  CHECK(ranges > 0);
+  CHECK(steps > 0);
+  // Same weights, same quantizer state: the shadow evaluates exactly like the model.
+  net->eval();
+  CHECK(torch::equal(ema.shadow().forward(x), net->forward(x)));
+  // Later: ranges follow the live model, learned steps are averaged like weights.
+  net->train();
+  net->forward(3.0 * x);
+  std::string step_name;
+  for (const auto& [k, t] : live)
+    if (train::is_quantizer_state(*net, k) && k.size() > 5 && k.substr(k.size() - 5) == ".step") step_name = k;
+  torch::Tensor step_before = model::state_dict(ema.shadow()).at(step_name).clone();
+  {
+    torch::NoGradGuard g;
+    net->named_parameters()[step_name].add_(1.0);
+  }
+  ema.update(*net);
+  live = model::state_dict(*net);
+  avg = model::state_dict(ema.shadow());
+  for (const auto& [k, t] : live)
+    if (train::is_quantizer_state(*net, k) && k.size() > 6 && k.substr(k.size() - 6) == ".range") {
+      INFO(k);
+      CHECK(torch::equal(avg.at(k), t));
+    }
+  CHECK(torch::allclose(avg.at(step_name), 0.9 * step_before + 0.1 * live.at(step_name)));
+}
+
+namespace {
+
+// A run of prom-train's trainer in this process on synthetic data: 2 epochs of 16 steps.
+int64_t host_reads_of_a_run(const test::TempDir& dir, const std::string& name, int log_every, bool qat,
+                            int64_t* quantizers) {
+  std::string yaml = std::string(qat ? "base: " + test::source("configs/policies/prom.yaml") + "\n" : "") +
+                     "run: {name: " + name + ", out_dir: " + dir.path() + ", seed: 3, threads: 1, log_every: " +
+                     std::to_string(log_every) + ", device: cpu}\n"
+                     "model: {arch: mobilenet_v2, num_classes: 4, width_mult: 0.25, small_input: true, input_size: 16}\n"
+                     "data:\n  synthetic: {enabled: true, samples: 256, eval_samples: 64, image_size: 16, classes: 4}\n"
+                     "train: {epochs: 2, batch_size: 16}\n"
+                     "optim: {name: sgd, lr: 0.05, momentum: 0.9}\n";
+  config::Config config = config::load_config(dir.write(name + ".yaml", yaml));
+  app::SourceRequest request;
+  request.batch_size = config.train.batch_size;
+  request.channels_last = config.model.channels_last;
+  auto source = app::make_source(config, request);
+  train::TrainOptions options;
+  options.run_dir = dir.path() + "/" + name;
+  *quantizers = 0;
+  if (qat) {
+    auto m = model::create_model(config.model);
+    quant::attach_quantizers(*m, config.quant, torch::Device(torch::kCPU));
+    for (const auto& item : m->named_modules("", false))
+      *quantizers += dynamic_cast<const model::TensorHook*>(item.value().get()) != nullptr;
+  }
+  const int64_t before = host_read_count();
+  REQUIRE(train::train(config, options, *source, nullptr) == 0);
+  return host_read_count() - before;
+}
+
+}  // namespace
+
+// N steps may read at most N / log_every + c times. c = 2 here: one read per epoch end (16 steps
+// per epoch is not a multiple of log_every 5, so the last steps of each epoch are read before its
+// checkpoint). No evaluation data: evaluation reads once per pass, not per step.
+TEST_CASE("a float training run reads device values only every log_every steps and at epoch ends", "[train]") {
+  test::TempDir dir("host-reads");
+  int64_t quantizers = 0;
+  const int64_t steps = 32, log_every = 5, epochs = 2;
+  const int64_t reads = host_reads_of_a_run(dir, "float", log_every, false, &quantizers);
+  INFO("host reads: " << reads << " for " << steps << " steps");
+  CHECK(reads <= steps / log_every + epochs);
+  CHECK(reads >= steps / log_every);  // the counter does count the metric reads
+}
+
+// The same with fake quantizers: each quantizer may read its state once while the first batch
+// initialises it (c = epochs + quantizers); after that, a step reads nothing. The quantizers must
+// make their reads through core/host_read.h for this to count them.
+TEST_CASE("a QAT training run reads device values only every log_every steps, after the first batch", "[train]") {
+  test::TempDir dir("host-reads-qat");
+  int64_t quantizers = 0;
+  const int64_t steps = 32, log_every = 5, epochs = 2;
+  const int64_t reads = host_reads_of_a_run(dir, "qat", log_every, true, &quantizers);
+  INFO("host reads: " << reads << " for " << steps << " steps, " << quantizers << " quantizers");
+  REQUIRE(quantizers > 0);
+  CHECK(reads <= steps / log_every + epochs + quantizers);
 }
