@@ -95,6 +95,11 @@ std::shared_ptr<Comm> Comm::connect(const WorldInfo& world, const config::DistCo
     so.numWorkers = static_cast<std::size_t>(w.world_size);
     so.waitWorkers = true;
     so.timeout = timeout;
+#if TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 4)
+    // LibTorch >= 2.4 asks for the libuv store by default, which Debian 13's LibTorch 2.6 lacks ("use_libuv
+    // was requested but PyTorch was build without libuv support"); the classic store works in every build.
+    so.useLibUV = false;
+#endif
     impl->store = c10::make_intrusive<c10d::TCPStore>(w.master_addr, so);
   } catch (const std::exception& e) {
     throw fail("rendezvous at " + w.master_addr + ":" + std::to_string(w.master_port) + " failed (timeout " +
