@@ -11,7 +11,8 @@
 #   PROM_DEBIAN13_MIRROR  the Debian archive (default: the one this machine's apt uses)
 #   PROM_DEBIAN13_SOURCE  head (default): the committed HEAD, as a fresh clone has it;
 #                         worktree: the tracked and untracked-but-not-ignored files as they are now
-#   PROM_BUILD_JOBS (default 1), PROM_TEST_JOBS (default 2), PROM_DEBIAN13_NICE (default 10)
+#   PROM_BUILD_JOBS (default 2), PROM_TEST_JOBS (default 2), PROM_DEBIAN13_NICE (default 10: the
+#                         build and tests yield to other work on the machine)
 # Needs root (mmdebstrap, mount, chroot). /proc, /sys, /dev, /dev/pts and /dev/shm are mounted
 # into the root while it runs and always unmounted: on success, failure, Ctrl-C or SIGTERM.
 set -euo pipefail
@@ -43,13 +44,17 @@ make_root() {
   mirror=${mirror%/}
   say "making the Debian 13 root filesystem in $root from $mirror"
   rm -rf "$root.partial"
-  mkdir -p "$(dirname "$root")"
   mmdebstrap --quiet --variant=apt --mode=root trixie "$root.partial" \
     "deb $mirror trixie main" "deb $mirror trixie-updates main" \
     "deb ${mirror%/debian}/debian-security trixie-security main" ||
     die "mmdebstrap could not make the Debian 13 root filesystem from $mirror (see above)" 1
   mv "$root.partial" "$root"  # only a complete root filesystem gets the name that is reused
 }
+
+# One run at a time per root filesystem: a second would delete the first one's copy of the checkout.
+mkdir -p "$(dirname "$root")"
+exec 9>"$root.lock"
+flock -n 9 || die "another test_debian13.sh is using $root (lock $root.lock)" 1
 
 if [[ ! -f "$root/etc/os-release" ]]; then
   make_root
@@ -127,8 +132,8 @@ started=$(date +%s)
 status=0
 setsid chroot "$root" /usr/bin/env -i HOME=/root LANG=C.UTF-8 TERM=dumb \
   PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
-  PROM_BUILD_JOBS="${PROM_BUILD_JOBS:-1}" PROM_TEST_JOBS="${PROM_TEST_JOBS:-2}" \
-  nice -n "${PROM_DEBIAN13_NICE:-10}" bash -c "$inside" test_debian13 "$@" &
+  PROM_BUILD_JOBS="${PROM_BUILD_JOBS:-2}" PROM_TEST_JOBS="${PROM_TEST_JOBS:-2}" \
+  nice -n "${PROM_DEBIAN13_NICE:-10}" bash -c "$inside" test_debian13 "$@" 9>&- &
 child=$!
 wait "$child" || status=$?
 child=""
