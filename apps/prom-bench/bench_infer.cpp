@@ -5,11 +5,12 @@
 #include <cstdio>
 #include <map>
 
+#include "bench_onnx.h"
 #include "bench_train.h"
 #include "config/config.h"
 #include "core/build_info.h"
 #include "core/error.h"
-#include "export/exporter.h"
+#include "lowering/lower.h"
 #include "infer/engine.h"
 #include "model/registry.h"
 #include "quant/policy.h"
@@ -47,7 +48,8 @@ config::ModelConfig model_config(const InferBenchOptions& o) {
 }  // namespace
 
 CLI::App* add_infer_command(CLI::App& cli, InferBenchOptions& o) {
-  auto* c = cli.add_subcommand("infer", "batch-1 latency: integer engine vs LibTorch fp32 vs torch.ao QNNPACK int8");
+  auto* c = cli.add_subcommand(
+      "infer", "batch-1 latency: integer engine vs LibTorch fp32 vs torch.ao int8 (onednn and qnnpack engines)");
   c->add_option("--threads", o.threads, "intra-op threads for all three (0: one per core)")
       ->capture_default_str()
       ->check(CLI::Range(0, 1024));
@@ -81,10 +83,10 @@ int run_infer_bench(const InferBenchOptions& options) {
   qat->train();
   for (int i = 0; i < o.calibration; ++i) qat->forward(torch::randn({4, 3, o.size, o.size}));
   qat->eval();
-  exporter::ExportOptions eo;
+  lowering::ExportOptions eo;
   eo.input_size = o.size;
   eo.preprocess = {o.size, o.size, {0.485, 0.456, 0.406}, {0.229, 0.224, 0.225}};
-  infer::IntegerEngine engine(exporter::export_model(*qat, eo));
+  infer::IntegerEngine engine(lowering::lower_model(*qat, eo));
   torch::Tensor codes = engine.quantize_input(torch::randn({1, 3, o.size, o.size}));
   for (int i = 0; i < o.warmup; ++i) engine.run(codes);
   engine.reset_counts();
@@ -98,13 +100,13 @@ int run_infer_bench(const InferBenchOptions& options) {
   torch::Tensor x = torch::randn({1, 3, o.size, o.size}).contiguous(torch::MemoryFormat::ChannelsLast);
   const double torch_ms = median_ms(o.warmup, o.iters, [&] { fp->forward(x); });
 
-  // (c) torch.ao int8 under QNNPACK.
-  double ao_ms = -1;
+  // (c) torch.ao int8 under the onednn and the qnnpack engines (null: not in that torch).
+  nlohmann::json ao;
   if (!o.skip_torchvision) {
     std::string cmd = o.python + " " + o.script + " --size " + std::to_string(o.size) + " --threads " +
                       std::to_string(threads) + " --warmup " + std::to_string(o.warmup) + " --iters " +
                       std::to_string(o.iters);
-    ao_ms = run_python_json(cmd, o.script)["ms"].get<double>();
+    ao = run_python_json(cmd, o.script);
   }
 
   // Ternary throughput and time per role from the engine's per-op timing.
@@ -116,11 +118,11 @@ int run_infer_bench(const InferBenchOptions& options) {
   for (size_t i = 0; i < counts.size(); ++i) {
     const auto& op = engine.model().ops[i];
     total_s += secs[i];
-    std::string key = op.kind == exporter::OpKind::kConv || op.kind == exporter::OpKind::kLinear
+    std::string key = op.kind == graph::OpKind::kConv || op.kind == graph::OpKind::kLinear
                           ? std::string(model::role_name(op.role)) + (op.ternary ? " (ternary)" : " (int8)")
-                          : exporter::op_kind_name(op.kind);
+                          : graph::op_kind_name(op.kind);
     by_role[key] += secs[i];
-    if (op.kind == exporter::OpKind::kConv && op.ternary) {
+    if (op.kind == graph::OpKind::kConv && op.ternary) {
       ternary_adds += counts[i].counts.ternary_adds;
       ternary_s += secs[i];
     }
@@ -132,16 +134,23 @@ int run_infer_bench(const InferBenchOptions& options) {
   std::printf("%-44s %10.2f ms  (%s kernels)\n", "prom integer engine (PROM: ternary + int8)", engine_ms,
               engine.kernel_name());
   std::printf("%-44s %10.2f ms\n", "LibTorch fp32 eval (channels_last)", torch_ms);
-  if (ao_ms >= 0) std::printf("%-44s %10.2f ms\n", "torch.ao int8 QNNPACK (Python)", ao_ms);
-  else std::printf("%-44s %10s\n", "torch.ao int8 QNNPACK (Python)", "-");
+  for (const char* engine : {"onednn", "qnnpack"}) {
+    const std::string label = std::string("torch.ao int8, ") + engine + " engine (Python)";
+    const std::string key = std::string(engine) + "_ms";
+    if (ao.contains(key) && ao[key].is_number()) std::printf("%-44s %10.2f ms\n", label.c_str(), ao[key].get<double>());
+    else std::printf("%-44s %10s\n", label.c_str(), ao.is_null() ? "-" : "not in this torch");
+  }
   std::printf("ratio engine / LibTorch fp32: %.2f (target <= 1.0)\n", engine_ms / torch_ms);
-  if (ao_ms >= 0) std::printf("ratio engine / torch.ao QNNPACK int8: %.2f\n", engine_ms / ao_ms);
+  if (ao.contains("ms"))
+    std::printf("ratio engine / torch.ao int8 (its faster engine, %s): %.2f\n",
+                ao["engine"].get<std::string>().c_str(), engine_ms / ao["ms"].get<double>());
   std::printf("ternary layers: %lld additions per image, %.1f%% of engine time, %.2f G additions/s\n",
               static_cast<long long>(ternary_adds / o.iters), 100.0 * ternary_s / total_s,
               ternary_s > 0 ? ternary_adds / ternary_s / 1e9 : 0.0);
   if (o.layers)
     for (const auto& [role, s] : by_role)
       std::printf("  %-32s %8.2f ms per image (%4.1f%%)\n", role.c_str(), 1000.0 * s / o.iters, 100.0 * s / total_s);
+  report_onnx_runtime(engine, {threads, o.warmup, o.iters, engine_ms});  // bench_onnx.cpp
   return 0;
 }
 

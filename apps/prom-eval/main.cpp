@@ -10,7 +10,7 @@
 #include "app/sources.h"
 #include "core/error.h"
 #include "energy/report.h"
-#include "export/int_model.h"
+#include "graph/int_model.h"
 #include "infer/compare.h"
 #include "infer/engine.h"
 #include "model/registry.h"
@@ -48,7 +48,7 @@ void print_result(const std::string& what, const EvalResult& r, const std::vecto
 }
 
 // The exported model must see the images its own preprocessing describes.
-void check_preprocess(const prom::exporter::IntModel& m, const prom::config::Config& c, const std::string& path) {
+void check_preprocess(const prom::graph::IntModel& m, const prom::config::Config& c, const std::string& path) {
   const auto& p = m.preprocess;
   const auto& et = c.data.eval_transform;
   if (p.crop != et.crop || p.resize != et.resize || p.mean != c.data.mean || p.std != c.data.std)
@@ -86,7 +86,7 @@ int main(int argc, char** argv) {
       std::vector<prom::energy::OpSpec> specs;
       std::string pack = packing;
       if (!model_path.empty()) {
-        auto m = prom::exporter::load_int_model(model_path);
+        auto m = prom::graph::load_int_model(model_path);
         specs = prom::energy::specs_from_int_model(m);
         pack = m.ternary_packing;
         if (!flags.config_path.empty()) config = prom::app::load_config(flags);
@@ -139,7 +139,7 @@ int main(int argc, char** argv) {
     std::unique_ptr<prom::infer::IntegerEngine> integer;
     std::vector<std::string> classes = loaded.classes;
     if (!model_path.empty()) {
-      auto m = prom::exporter::load_int_model(model_path);
+      auto m = prom::graph::load_int_model(model_path);
       check_preprocess(m, config, model_path);
       if (!classes.empty() && classes != m.classes)
         throw prom::Error(model_path + ": its class list differs from " + checkpoint + "'s");

@@ -50,12 +50,16 @@ struct QuantConfig {
   double observer_momentum = 0.01;  // EMA weight of each new batch's range (torch.ao's averaging constant)
   int freeze_bn_after = -1;         // epochs after which BN uses running statistics (-1: never)
   int freeze_observers_after = -1;  // epochs after which activation ranges stop moving (-1: never)
+  // How a fully quantized model computes in eval mode: `exact` executes its integer graph (bit for bit
+  // what the exported model computes); `simulated` runs the float modules with fake quantizers.
+  std::string eval_forward = "exact";
   template <class V> void visit(V& v) {
     v.field("enabled", enabled);
     v.list("rules", rules);
     v.field("observer_momentum", observer_momentum, between(0, 1));
     v.field("freeze_bn_after", freeze_bn_after, at_least(-1));
     v.field("freeze_observers_after", freeze_observers_after, at_least(-1));
+    v.field("eval_forward", eval_forward, one_of({"exact", "simulated"}));
   }
 };
 

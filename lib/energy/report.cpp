@@ -12,15 +12,15 @@
 
 namespace prom::energy {
 
-using exporter::OpKind;
+using graph::OpKind;
 
-std::vector<OpSpec> specs_from_int_model(const exporter::IntModel& m) {
+std::vector<OpSpec> specs_from_int_model(const graph::IntModel& m) {
   std::vector<OpSpec> specs;
   for (const auto& op : m.ops) {
     const auto& in = m.activations[op.input];
     const auto& out = m.activations[op.output];
     OpSpec s;
-    s.name = op.name.empty() ? exporter::op_kind_name(op.kind) : op.name;
+    s.name = op.name.empty() ? graph::op_kind_name(op.kind) : op.name;
     s.kind = op.kind;
     s.role = op.role;
     s.in_channels = in.channels;
@@ -43,65 +43,65 @@ std::vector<OpSpec> specs_from_int_model(const exporter::IntModel& m) {
   return specs;
 }
 
+namespace {
+
+// The spec of a conv/linear layer under its policy rule (ternary density: the share of non-zero codes).
+OpSpec layer_spec(const model::LayerInfo& l, const quant::LayerAssignment& a, const model::LayerSummary& summary,
+                  double ternary_density, const std::string& source) {
+  if (a.weight.type == "none" || a.input.type == "none")
+    throw ConfigError(source + ": quant: layer " + l.name +
+                      " is not fully quantized; the integer model needs every layer quantized");
+  OpSpec s;
+  s.name = l.name;
+  s.kind = l.is_linear ? OpKind::kLinear : OpKind::kConv;
+  s.role = l.role;
+  s.in_channels = l.in_channels;
+  s.out_channels = l.out_channels;
+  s.kernel = l.kernel;
+  s.groups = l.groups;
+  s.ternary = a.weight.type == "ternary";
+  s.weights = l.is_linear ? l.in_channels * l.out_channels
+                          : l.out_channels * (l.in_channels / l.groups) * l.kernel * l.kernel;
+  s.nonzero_weights = s.ternary ? static_cast<int64_t>(std::llround(ternary_density * s.weights)) : s.weights;
+  s.float_params = summary.params;
+  s.float_macs = summary.macs;
+  return s;
+}
+
+}  // namespace
+
+// Walks the model's graph, as lowering does: no network-specific code.
 std::vector<OpSpec> specs_from_config(const config::Config& config, double ternary_density) {
   if (!config.quant.enabled)
     throw ConfigError(config.source + ": quant: the energy and storage report needs quant.enabled and a policy");
   auto net = model::create_model(config.model);
-  auto assignments = quant::resolve_policy(config.quant, net->layers());
+  auto assignments = quant::resolve_policy(config.quant, *net);
   auto summary = model::summarize(*net, config.model.input_size);
   const auto& layers = net->layers();
+  struct Shape {
+    int64_t c, h, w;
+  };
+  std::vector<Shape> shapes{{layers.at(0).in_channels, config.model.input_size, config.model.input_size}};
   std::vector<OpSpec> specs;
-  int64_t h = config.model.input_size, w = config.model.input_size;
-  for (size_t i = 0; i < layers.size(); ++i) {
-    const auto& l = layers[i];
-    const auto& a = assignments[i];
-    if (a.weight.type == "none" || a.input.type == "none")
-      throw ConfigError(config.source + ": quant: layer " + l.name +
-                        " is not fully quantized; the integer model needs every layer quantized");
+  for (const auto& node : net->graph()) {
+    const Shape in = shapes.at(node.inputs[0]);
     OpSpec s;
-    s.name = l.name;
-    s.role = l.role;
-    s.in_channels = l.in_channels;
-    s.out_channels = l.out_channels;
-    s.kernel = l.kernel;
-    s.groups = l.groups;
-    s.ternary = a.weight.type == "ternary";
-    s.weights = l.is_linear ? l.in_channels * l.out_channels
-                            : l.out_channels * (l.in_channels / l.groups) * l.kernel * l.kernel;
-    s.nonzero_weights = s.ternary ? static_cast<int64_t>(std::llround(ternary_density * s.weights)) : s.weights;
-    s.float_params = summary.layers[i].params;
-    s.float_macs = summary.layers[i].macs;
-    if (l.is_linear) {
-      OpSpec pool;
-      pool.name = "avgpool";
-      pool.kind = OpKind::kAvgPool;
-      pool.role = l.role;
-      pool.in_channels = pool.out_channels = l.in_channels;
-      pool.in_h = h;
-      pool.in_w = w;
-      specs.push_back(pool);
-      s.kind = OpKind::kLinear;
-      specs.push_back(s);
-      continue;
+    if (node.kind == model::NodeKind::kConv || node.kind == model::NodeKind::kLinear) {
+      s = layer_spec(layers[node.layer], assignments[node.layer], summary.layers[node.layer], ternary_density,
+                     config.source);
+      s.out_h = node.kind == model::NodeKind::kConv ? summary.layers[node.layer].out_h : 1;
+      s.out_w = node.kind == model::NodeKind::kConv ? summary.layers[node.layer].out_w : 1;
+    } else {
+      s.name = model::node_kind_name(node.kind);
+      s.kind = node.kind == model::NodeKind::kAdd ? OpKind::kAdd : OpKind::kAvgPool;
+      s.in_channels = s.out_channels = in.c;
+      s.out_h = node.kind == model::NodeKind::kAdd ? in.h : 1;
+      s.out_w = node.kind == model::NodeKind::kAdd ? in.w : 1;
     }
-    s.kind = OpKind::kConv;
-    s.in_h = h;
-    s.in_w = w;
-    h = summary.layers[i].out_h;
-    w = summary.layers[i].out_w;
-    s.out_h = h;
-    s.out_w = w;
+    s.in_h = in.h;
+    s.in_w = in.w;
+    shapes.push_back({s.out_channels, s.out_h, s.out_w});
     specs.push_back(s);
-    if (l.before_residual_add) {
-      OpSpec add;
-      add.name = "add";
-      add.kind = OpKind::kAdd;
-      add.role = l.role;
-      add.in_channels = add.out_channels = l.out_channels;
-      add.in_h = add.out_h = h;
-      add.in_w = add.out_w = w;
-      specs.push_back(add);
-    }
   }
   return specs;
 }

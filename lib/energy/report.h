@@ -6,7 +6,7 @@
 #include <vector>
 
 #include "config/config.h"
-#include "export/int_model.h"
+#include "graph/int_model.h"
 #include "infer/op_counts.h"
 
 namespace prom::energy {
@@ -14,7 +14,7 @@ namespace prom::energy {
 // One op of the integer graph, as the analytic model sees it.
 struct OpSpec {
   std::string name;
-  exporter::OpKind kind = exporter::OpKind::kConv;
+  graph::OpKind kind = graph::OpKind::kConv;
   model::LayerRole role = model::LayerRole::kStem;
   int64_t in_channels = 0, out_channels = 0, kernel = 1, groups = 1;
   int64_t in_h = 1, in_w = 1, out_h = 1, out_w = 1;
@@ -26,7 +26,7 @@ struct OpSpec {
 };
 
 // From an exported model (exact non-zero counts).
-std::vector<OpSpec> specs_from_int_model(const exporter::IntModel& model);
+std::vector<OpSpec> specs_from_int_model(const graph::IntModel& model);
 // From a config alone: the model and its quant policy; ternary layers are assumed to have
 // `ternary_density` of their weights non-zero (1.0: dense, the upper bound).
 std::vector<OpSpec> specs_from_config(const config::Config& config, double ternary_density);

@@ -7,15 +7,24 @@
 #include <cmath>
 
 #include "core/error.h"
-#include "infer/fixed_point.h"
 #include "infer/kernels.h"
+#include "quant/arithmetic.h"
+#include "quant/int_tensor_ops.h"
 
 namespace prom::infer {
 
-using exporter::IntOp;
-using exporter::OpKind;
+using graph::IntOp;
+using graph::OpKind;
 
-IntegerEngine::IntegerEngine(exporter::IntModel model, EngineOptions options)
+namespace {
+// The multiplication-free kernel's case. Ternary weights of other convolutions (all-ternary stem and
+// depthwise layers) run through the int8 kernels, with codes in {-1, 0, 1}, and are counted as such.
+bool is_ternary_pointwise(const IntOp& op) {
+  return op.kind == OpKind::kConv && op.ternary && op.kernel == 1 && op.groups == 1 && op.stride == 1 && op.padding == 0;
+}
+}  // namespace
+
+IntegerEngine::IntegerEngine(graph::IntModel model, EngineOptions options)
     : model_(std::move(model)), avx2_(options.allow_avx2 && kernels::cpu_has_avx2()), parallel_(options.parallel) {
   for (const auto& a : model_.activations) acts_.emplace_back(a.channels * a.height * a.width);
   plus_.resize(model_.ops.size());
@@ -25,15 +34,13 @@ IntegerEngine::IntegerEngine(exporter::IntModel model, EngineOptions options)
   size_t max_pixels = 0, max_padded = 0;
   for (size_t i = 0; i < model_.ops.size(); ++i) {
     const IntOp& op = model_.ops[i];
-    counts_.push_back({op.name.empty() ? exporter::op_kind_name(op.kind) : op.name, op.kind, op.role, {}});
+    counts_.push_back({op.name.empty() ? graph::op_kind_name(op.kind) : op.name, op.kind, op.role, {}});
     const auto& in = model_.activations[op.input];
     const auto& out = model_.activations[op.output];
     max_pixels = std::max<size_t>(max_pixels, out.height * out.width);
     if (op.kind == OpKind::kConv && !(op.kernel == 1 && op.stride == 1 && op.padding == 0 && op.groups == 1))
       max_padded = std::max<size_t>(max_padded, in.channels * (in.height + 2 * op.padding) * (in.width + 2 * op.padding));
-    if (op.kind == OpKind::kConv && op.ternary) {
-      if (op.kernel != 1 || op.groups != 1 || op.stride != 1 || op.padding != 0)
-        throw Error("integer engine: ternary weights are supported on 1x1 stride-1 convolutions (layer " + op.name + ")");
+    if (is_ternary_pointwise(op)) {
       // Index lists per output channel: the kernel adds the inputs at `plus` and subtracts those at `minus`.
       torch::Tensor w = op.weight.reshape({op.out_channels, op.in_channels}).contiguous();
       const int8_t* wp = w.data_ptr<int8_t>();
@@ -84,10 +91,9 @@ int32_t* thread_acc(int64_t n) {
 
 torch::Tensor IntegerEngine::quantize_input(const torch::Tensor& images) const {
   const auto& a = model_.activations[model_.input];
-  int64_t lo = a.is_unsigned ? 0 : -128, hi = a.is_unsigned ? 255 : 127;
-  // The same rounding as torch's fake quantization: x * (1/scale), to nearest even.
-  float inv = 1.0f / static_cast<float>(a.scale);
-  return torch::clamp(torch::round(images.to(torch::kFloat32).contiguous() * inv), lo, hi).to(torch::kInt16);
+  // The exact fake-quant forward quantizes its input with the same function.
+  return quant::quantize_codes(images.contiguous(), static_cast<float>(a.scale), quant::arith::activation_grid(a.is_unsigned))
+      .to(torch::kInt16);
 }
 
 torch::Tensor IntegerEngine::run(const torch::Tensor& codes_in) {
@@ -127,18 +133,6 @@ void IntegerEngine::run_image(const int16_t* input, int32_t* logits) {
   }
 }
 
-int32_t IntegerEngine::clamp_lo(const IntOp& op) const {
-  const auto& out = model_.activations[op.output];
-  return op.relu6 || out.is_unsigned ? 0 : -128;
-}
-
-int32_t IntegerEngine::clamp_hi(const IntOp& op) const {
-  const auto& out = model_.activations[op.output];
-  int32_t hi = out.is_unsigned ? 255 : 127;
-  if (op.relu6) hi = std::min<int32_t>(hi, static_cast<int32_t>(std::lround(6.0 / out.scale)));
-  return hi;
-}
-
 void IntegerEngine::conv(const IntOp& op, size_t index) {
   const auto& in = model_.activations[op.input];
   const auto& out = model_.activations[op.output];
@@ -147,14 +141,14 @@ void IntegerEngine::conv(const IntOp& op, size_t index) {
   const int64_t in_pixels = in.height * in.width, out_pixels = out.height * out.width;
   const int32_t* bias = op.bias.data_ptr<int32_t>();
   const int32_t* mult = op.multiplier.data_ptr<int32_t>();
-  const int32_t* shift = op.shift.data_ptr<int32_t>();
-  const int32_t lo = clamp_lo(op), hi = clamp_hi(op);
+  const int32_t* shift = op.right_shift.data_ptr<int32_t>();
+  const int32_t lo = op.clamp_lo, hi = op.clamp_hi;
   const int32_t acc_shift = static_cast<int32_t>(op.acc_shift);
   OpCounts& counts = counts_[index].counts;
   const bool avx2 = avx2_;
   const int64_t max_pixels = max_pixels_;
 
-  if (op.ternary) {
+  if (is_ternary_pointwise(op)) {
     const auto& po = plus_offsets_[index];
     const auto& mo = minus_offsets_[index];
     const int32_t* plus = plus_[index].data();
@@ -230,15 +224,11 @@ void IntegerEngine::add(const IntOp& op, size_t index) {
   const int16_t* b = acts_[op.input2].data();
   int16_t* y = acts_[op.output].data();
   const int64_t n = static_cast<int64_t>(acts_[op.output].size());
-  const int64_t lo = out.is_unsigned ? 0 : -128, hi = out.is_unsigned ? 255 : 127;
-  const int64_t one = 1ll << op.add_shift, half = one >> 1, mask = one - 1;
-  for (int64_t i = 0; i < n; ++i) {
-    int64_t t = a[i] * op.add_mult_a + b[i] * op.add_mult_b;
-    // Round half to even, as torch's fake quantization does (ties are common: scales share ratios).
-    int64_t v = t >> op.add_shift, r = t & mask;
-    if (r > half || (r == half && (v & 1))) ++v;
-    y[i] = static_cast<int16_t>(std::min(hi, std::max(lo, v)));
-  }
+  const quant::arith::CodeGrid grid = quant::arith::activation_grid(out.is_unsigned);
+  const int shift = static_cast<int>(op.add_shift);
+  for (int64_t i = 0; i < n; ++i)
+    y[i] = static_cast<int16_t>(
+        quant::arith::add_requantize(a[i], b[i], op.add_mult_a, op.add_mult_b, shift, grid.lo, grid.hi));
   OpCounts& counts = counts_[index].counts;
   counts.requant_mults += 2 * n;
   counts.int32_adds += n;
@@ -252,7 +242,7 @@ void IntegerEngine::avgpool(const IntOp& op, size_t index) {
   for (int64_t c = 0; c < in.channels; ++c) {
     int64_t sum = 0;
     for (int64_t p = 0; p < pixels; ++p) sum += x[c * pixels + p];
-    y[c] = static_cast<int16_t>(divide_round_half_even(sum, pixels));
+    y[c] = static_cast<int16_t>(quant::arith::divide_round_half_even(sum, pixels));
   }
   counts_[index].counts.int32_adds += in.channels * pixels;
   counts_[index].counts.requant_mults += in.channels;  // the division by H*W
@@ -263,9 +253,9 @@ void IntegerEngine::linear(const IntOp& op, size_t index, int32_t* logits) {
   const int8_t* w = op.weight.data_ptr<int8_t>();
   const int32_t* bias = op.bias.data_ptr<int32_t>();
   for (int64_t c = 0; c < op.out_channels; ++c) {
-    int32_t sum = bias[c];
-    for (int64_t i = 0; i < op.in_channels; ++i) sum += static_cast<int32_t>(w[c * op.in_channels + i]) * x[i];
-    logits[c] = sum;
+    int32_t acc = 0;
+    for (int64_t i = 0; i < op.in_channels; ++i) acc += static_cast<int32_t>(w[c * op.in_channels + i]) * x[i];
+    logits[c] = acc * (int32_t{1} << op.acc_shift) + bias[c];  // fits int32: the loader checks the range
   }
   OpCounts& counts = counts_[index].counts;
   counts.int8_mults += op.in_channels * op.out_channels;

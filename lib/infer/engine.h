@@ -6,7 +6,7 @@
 #pragma once
 #include <vector>
 
-#include "export/int_model.h"
+#include "graph/int_model.h"
 #include "infer/op_counts.h"
 
 namespace prom::infer {
@@ -18,7 +18,7 @@ struct EngineOptions {
 
 class IntegerEngine {
  public:
-  explicit IntegerEngine(exporter::IntModel model, EngineOptions options = {});
+  explicit IntegerEngine(graph::IntModel model, EngineOptions options = {});
 
   // The only floating-point step: normalised images [N, 3, H, W] -> integer codes at the input scale.
   torch::Tensor quantize_input(const torch::Tensor& images) const;  // int16 [N, 3, H, W]
@@ -27,7 +27,7 @@ class IntegerEngine {
   // run() scaled by each class's output step: float logits comparable to the fake-quant model's.
   torch::Tensor logits(const torch::Tensor& images);
 
-  const exporter::IntModel& model() const { return model_; }
+  const graph::IntModel& model() const { return model_; }
   // Operations executed since construction or reset_counts(), per op of the graph.
   const std::vector<LayerCounts>& counts() const { return counts_; }
   void reset_counts();
@@ -39,14 +39,12 @@ class IntegerEngine {
 
  private:
   void run_image(const int16_t* input, int32_t* logits);
-  void conv(const exporter::IntOp& op, size_t index);
-  void add(const exporter::IntOp& op, size_t index);
-  void avgpool(const exporter::IntOp& op, size_t index);
-  void linear(const exporter::IntOp& op, size_t index, int32_t* logits);
-  int32_t clamp_lo(const exporter::IntOp& op) const;
-  int32_t clamp_hi(const exporter::IntOp& op) const;
+  void conv(const graph::IntOp& op, size_t index);
+  void add(const graph::IntOp& op, size_t index);
+  void avgpool(const graph::IntOp& op, size_t index);
+  void linear(const graph::IntOp& op, size_t index, int32_t* logits);
 
-  exporter::IntModel model_;
+  graph::IntModel model_;
   bool avx2_, parallel_;
   std::vector<std::vector<int16_t>> acts_;   // one buffer per graph activation: planes [C][H*W]
   std::vector<std::vector<int32_t>> plus_, minus_;  // per ternary op: flattened index lists

@@ -3,7 +3,7 @@
 #include <algorithm>
 #include <cstring>
 
-#include "infer/fixed_point.h"
+#include "quant/arithmetic.h"
 
 #if defined(__x86_64__) || defined(__i386__)
 #include <immintrin.h>
@@ -184,13 +184,11 @@ void conv_plane(const int16_t* x, int64_t width, const int8_t* w, int64_t k, int
   conv_plane_portable(x, width, w, k, stride, out_h, out_w, acc);
 }
 
-void requantize(const int32_t* acc, int64_t n, int32_t acc_shift, int32_t bias, int32_t multiplier, int32_t shift,
-                int32_t lo, int32_t hi, int16_t* out) {
-  QuantizedMultiplier m{multiplier, shift};
-  for (int64_t p = 0; p < n; ++p) {
-    int32_t v = multiply_by_quantized_multiplier(static_cast<int32_t>(acc[p] * (1 << acc_shift)) + bias, m);
-    out[p] = static_cast<int16_t>(std::min(hi, std::max(lo, v)));
-  }
+void requantize(const int32_t* acc, int64_t n, int32_t acc_shift, int32_t bias, int32_t multiplier,
+                int32_t right_shift, int32_t lo, int32_t hi, int16_t* out) {
+  const quant::arith::FixedPointMultiplier m{multiplier, right_shift};
+  for (int64_t p = 0; p < n; ++p)
+    out[p] = static_cast<int16_t>(quant::arith::requantize(acc[p], acc_shift, bias, m, lo, hi));
 }
 
 }  // namespace prom::infer::kernels

@@ -21,9 +21,9 @@ void int8_pointwise(const int16_t* x, int64_t pixels, int64_t in_channels, const
 void conv_plane(const int16_t* x, int64_t width, const int8_t* w, int64_t k, int64_t stride, int64_t out_h,
                 int64_t out_w, int32_t* acc, bool avx2);
 
-// acc[p] requantized: clamp(round((acc[p] * 2^acc_shift + bias) * M), lo, hi) into out.
-void requantize(const int32_t* acc, int64_t n, int32_t acc_shift, int32_t bias, int32_t multiplier, int32_t shift,
-                int32_t lo, int32_t hi, int16_t* out);
+// acc[p] requantized with quant::arith::requantize (one rounding, ties to even) into out.
+void requantize(const int32_t* acc, int64_t n, int32_t acc_shift, int32_t bias, int32_t multiplier,
+                int32_t right_shift, int32_t lo, int32_t hi, int16_t* out);
 
 bool cpu_has_avx2();
 

@@ -3,7 +3,7 @@
 #include <cstdint>
 #include <string>
 
-#include "export/int_model.h"
+#include "graph/int_model.h"
 
 namespace prom::infer {
 
@@ -28,7 +28,7 @@ struct OpCounts {
 // Counts for one op of the graph, for one image.
 struct LayerCounts {
   std::string name;  // layer name, or "add"/"avgpool"
-  exporter::OpKind kind;
+  graph::OpKind kind;
   model::LayerRole role;
   OpCounts counts;
 };

@@ -30,8 +30,18 @@ LayerRole role_from_name(const std::string& name) {
                     "' (roles: stem, depthwise, pointwise_expand, pointwise_project, last_conv, classifier)");
 }
 
+const char* node_kind_name(NodeKind kind) {
+  switch (kind) {
+    case NodeKind::kConv: return "conv";
+    case NodeKind::kLinear: return "linear";
+    case NodeKind::kAdd: return "add";
+    case NodeKind::kGlobalAvgPool: return "avgpool";
+  }
+  return "unknown";
+}
+
 torch::Tensor HookedConv2dImpl::forward(const torch::Tensor& x) {
-  const torch::Tensor& in = input_hook ? input_hook->forward(x) : x;
+  const torch::Tensor& in = input_hook && !input_prequantized ? input_hook->forward(x) : x;
   return _conv_forward(in, weight_hook ? weight_hook->forward(weight) : weight);
 }
 

@@ -2,7 +2,6 @@
 #pragma once
 #include <torch/torch.h>
 
-#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -32,6 +31,8 @@ class HookedConv2dImpl : public torch::nn::Conv2dImpl {
   torch::Tensor forward(const torch::Tensor& x);
   void set_hooks(std::shared_ptr<TensorHook> input, std::shared_ptr<TensorHook> weight);
   std::shared_ptr<TensorHook> input_hook, weight_hook;
+  // Set by a residual block that quantizes its input once for both the skip path and this conv.
+  bool input_prequantized = false;
 };
 TORCH_MODULE(HookedConv2d);
 
@@ -56,13 +57,21 @@ struct LayerInfo {
   HookedConv2d conv{nullptr};              // set for convolutions
   torch::nn::BatchNorm2d bn{nullptr};      // set where a BatchNorm follows
   HookedLinear linear{nullptr};            // set for the classifier
-  // Set on the projection of a residual block: a hook on the branch output before the add (the
-  // integer engine requantizes it there).
-  std::function<void(std::shared_ptr<TensorHook>)> set_residual_hook;
-  std::function<std::shared_ptr<TensorHook>()> residual_hook;
-  bool before_residual_add = false;
-  int residual_from = -1;  // with before_residual_add: index of the block's first layer (whose input is the skip)
   bool relu6 = false;      // a ReLU6 follows the BatchNorm
+};
+
+// The model's dataflow over numbered tensors, in execution order: what lowering walks, what the exact
+// fake-quant forward executes and what the integer graph mirrors (one tensor id space for all three).
+// Tensor 0 is the input image; node k writes tensor k + 1 (models build it with that numbering).
+enum class NodeKind { kConv, kLinear, kAdd, kGlobalAvgPool };
+const char* node_kind_name(NodeKind kind);
+
+struct GraphNode {
+  NodeKind kind = NodeKind::kConv;
+  int layer = -1;           // kConv / kLinear: index into layers()
+  std::vector<int> inputs;  // kAdd: {skip, branch}; otherwise one tensor
+  int output = -1;
+  bool relu6 = false;       // kConv: a ReLU6 follows the convolution (and its BatchNorm)
 };
 
 // The interface every classification model in the registry implements.
@@ -76,6 +85,27 @@ class ClassifierModel : public torch::nn::Module {
   // there and pools in integers). nullptr clears it.
   virtual void set_pool_hook(std::shared_ptr<TensorHook> hook) = 0;
   virtual std::shared_ptr<TensorHook> pool_hook() const = 0;
+  // The dataflow graph (see GraphNode).
+  virtual const std::vector<GraphNode>& graph() const = 0;
+  // A hook on a residual branch before its add (the integer engine requantizes it there): `tensor`
+  // is the add node's second input. Throws std::out_of_range for a tensor that is no such branch.
+  virtual void set_branch_hook(int tensor, std::shared_ptr<TensorHook> hook) = 0;
+  virtual std::shared_ptr<TensorHook> branch_hook(int tensor) const = 0;
+  // In eval mode, `exact` (lib/quant's exact integer forward) computes forward() instead of the
+  // modules: it executes the graph in integers. Not a submodule: it holds no state of its own.
+  void set_exact_forward(std::shared_ptr<TensorHook> exact) { exact_forward_ = std::move(exact); }
+  bool has_exact_forward() const { return exact_forward_ != nullptr; }
+  std::shared_ptr<TensorHook> exact_forward() const { return exact_forward_; }
+
+ protected:
+  // forward() calls this first: the exact forward's result in eval mode, undefined otherwise.
+  torch::Tensor exact_forward_or_undefined(const torch::Tensor& x) {
+    if (exact_forward_ && !is_training()) return exact_forward_->forward(x);
+    return {};
+  }
+
+ private:
+  std::shared_ptr<TensorHook> exact_forward_;
 };
 
 }  // namespace prom::model

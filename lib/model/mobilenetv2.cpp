@@ -1,6 +1,7 @@
 #include "model/mobilenetv2.h"
 
 #include <algorithm>
+#include <stdexcept>
 
 namespace prom::model {
 namespace {
@@ -48,7 +49,10 @@ int64_t make_divisible(double v, int64_t divisor) {
 }
 
 InvertedResidualImpl::InvertedResidualImpl(nn::Sequential conv_, HookedConv2d first_conv, bool use_residual)
-    : conv(register_module("conv", conv_)), first_conv_(std::move(first_conv)), use_residual_(use_residual) {}
+    : conv(register_module("conv", conv_)), first_conv_(std::move(first_conv)), use_residual_(use_residual) {
+  // The block quantizes its input once, for the skip path and the first conv alike.
+  if (use_residual_) first_conv_->input_prequantized = true;
+}
 
 void InvertedResidualImpl::set_residual_hook(std::shared_ptr<TensorHook> hook) {
   residual_hook_ = hook ? register_module("residual_quant", hook) : nullptr;
@@ -56,8 +60,7 @@ void InvertedResidualImpl::set_residual_hook(std::shared_ptr<TensorHook> hook) {
 
 torch::Tensor InvertedResidualImpl::forward(torch::Tensor x) {
   if (!use_residual_) return conv->forward(x);
-  // Under quantization the skip path carries the quantized input (what the integer engine adds);
-  // the first conv's hook is idempotent on it.
+  // Under quantization the skip path carries the quantized input (what the integer engine adds).
   if (first_conv_->input_hook) x = first_conv_->input_hook->forward(x);
   torch::Tensor branch = conv->forward(x);
   if (residual_hook_) branch = residual_hook_->forward(branch);
@@ -73,6 +76,7 @@ MobileNetV2Impl::MobileNetV2Impl(const MobileNetV2Options& o) {
   int64_t stem_stride = stride_one_left > 0 ? 1 : 2;
   if (stride_one_left > 0) --stride_one_left;
   features->push_back(conv_bn_relu6(3, input_channel, 3, stem_stride, 1, LayerRole::kStem, "features.0", &layers_));
+  int tensor = add_node(NodeKind::kConv, 0, {0}, true);
 
   for (const auto& s : kSettings) {
     int64_t output_channel = make_divisible(s.channels * o.width_mult, o.round_nearest);
@@ -87,11 +91,15 @@ MobileNetV2Impl::MobileNetV2Impl(const MobileNetV2Options& o) {
       int64_t hidden = static_cast<int64_t>(std::round(input_channel * static_cast<double>(s.expand)));
       nn::Sequential conv;
       size_t first_layer = layers_.size();
-      if (s.expand != 1)
+      const int block_input = tensor;
+      if (s.expand != 1) {
         conv->push_back(conv_bn_relu6(input_channel, hidden, 1, 1, 1, LayerRole::kPointwiseExpand,
                                       block + "." + std::to_string(conv->size()), &layers_));
+        tensor = add_node(NodeKind::kConv, static_cast<int>(layers_.size() - 1), {tensor}, true);
+      }
       conv->push_back(conv_bn_relu6(hidden, hidden, 3, stride, hidden, LayerRole::kDepthwise,
                                     block + "." + std::to_string(conv->size()), &layers_));
+      tensor = add_node(NodeKind::kConv, static_cast<int>(layers_.size() - 1), {tensor}, true);
       // Linear projection: 1x1 conv + BN, no activation.
       auto project = HookedConv2d(nn::Conv2dOptions(hidden, output_channel, 1).bias(false));
       auto bn = nn::BatchNorm2d(output_channel);
@@ -105,16 +113,13 @@ MobileNetV2Impl::MobileNetV2Impl(const MobileNetV2Options& o) {
       info.conv = project;
       info.bn = bn;
       layers_.push_back(info);
+      tensor = add_node(NodeKind::kConv, static_cast<int>(layers_.size() - 1), {tensor}, false);
       conv->push_back(project);
       conv->push_back(bn);
       auto block_module = InvertedResidual(conv, layers_[first_layer].conv, stride == 1 && input_channel == output_channel);
       if (block_module->use_residual()) {
-        layers_.back().before_residual_add = true;
-        layers_.back().residual_from = static_cast<int>(first_layer);
-        layers_.back().set_residual_hook = [impl = block_module.ptr()](std::shared_ptr<TensorHook> h) {
-          impl->set_residual_hook(std::move(h));
-        };
-        layers_.back().residual_hook = [impl = block_module.ptr()] { return impl->residual_hook(); };
+        branch_blocks_[tensor] = block_module.ptr().get();
+        tensor = add_node(NodeKind::kAdd, -1, {block_input, tensor}, false);
       }
       features->push_back(block_module);
       input_channel = output_channel;
@@ -122,6 +127,8 @@ MobileNetV2Impl::MobileNetV2Impl(const MobileNetV2Options& o) {
   }
   std::string last = "features." + std::to_string(features->size());
   features->push_back(conv_bn_relu6(input_channel, last_channel, 1, 1, 1, LayerRole::kLastConv, last, &layers_));
+  tensor = add_node(NodeKind::kConv, static_cast<int>(layers_.size() - 1), {tensor}, true);
+  tensor = add_node(NodeKind::kGlobalAvgPool, -1, {tensor}, false);
   register_module("features", features);
 
   auto linear = HookedLinear(last_channel, o.num_classes);
@@ -135,6 +142,7 @@ MobileNetV2Impl::MobileNetV2Impl(const MobileNetV2Options& o) {
   head.out_channels = o.num_classes;
   head.linear = linear;
   layers_.push_back(head);
+  add_node(NodeKind::kLinear, static_cast<int>(layers_.size() - 1), {tensor}, false);
 
   // torchvision's initialisation.
   torch::NoGradGuard no_grad;
@@ -151,11 +159,34 @@ MobileNetV2Impl::MobileNetV2Impl(const MobileNetV2Options& o) {
   }
 }
 
+int MobileNetV2Impl::add_node(NodeKind kind, int layer, std::vector<int> inputs, bool relu6) {
+  GraphNode node;
+  node.kind = kind;
+  node.layer = layer;
+  node.inputs = std::move(inputs);
+  node.output = static_cast<int>(graph_.size()) + 1;  // tensor 0 is the input
+  node.relu6 = relu6;
+  graph_.push_back(std::move(node));
+  return graph_.back().output;
+}
+
+void MobileNetV2Impl::set_branch_hook(int tensor, std::shared_ptr<TensorHook> hook) {
+  auto it = branch_blocks_.find(tensor);
+  if (it == branch_blocks_.end()) throw std::out_of_range("no residual branch writes tensor " + std::to_string(tensor));
+  it->second->set_residual_hook(std::move(hook));
+}
+
+std::shared_ptr<TensorHook> MobileNetV2Impl::branch_hook(int tensor) const {
+  auto it = branch_blocks_.find(tensor);
+  return it == branch_blocks_.end() ? nullptr : it->second->residual_hook();
+}
+
 void MobileNetV2Impl::set_pool_hook(std::shared_ptr<TensorHook> hook) {
   pool_hook_ = hook ? register_module("pool_quant", hook) : nullptr;
 }
 
 torch::Tensor MobileNetV2Impl::forward(torch::Tensor x) {
+  if (torch::Tensor exact = exact_forward_or_undefined(x); exact.defined()) return exact;
   x = features->forward(x);
   if (pool_hook_) x = pool_hook_->forward(x);
   x = torch::adaptive_avg_pool2d(x, {1, 1}).flatten(1);

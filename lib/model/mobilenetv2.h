@@ -1,6 +1,8 @@
 // MobileNetV2 (Sandler et al. 2018) exactly as torchvision defines it, with torchvision's
 // state-dict names (features.0.0.weight, features.1.conv.0.0.weight, classifier.1.weight, ...).
 #pragma once
+#include <map>
+
 #include "model/layer.h"
 
 namespace prom::model {
@@ -25,12 +27,20 @@ class MobileNetV2Impl : public ClassifierModel {
   std::string arch() const override { return "mobilenet_v2"; }
   void set_pool_hook(std::shared_ptr<TensorHook> hook) override;
   std::shared_ptr<TensorHook> pool_hook() const override { return pool_hook_; }
+  const std::vector<GraphNode>& graph() const override { return graph_; }
+  void set_branch_hook(int tensor, std::shared_ptr<TensorHook> hook) override;
+  std::shared_ptr<TensorHook> branch_hook(int tensor) const override;
 
   torch::nn::Sequential features{nullptr};
   torch::nn::Sequential classifier{nullptr};
 
  private:
+  // Appends a node reading `inputs`; returns the id of the tensor it writes.
+  int add_node(NodeKind kind, int layer, std::vector<int> inputs, bool relu6);
+
   std::vector<LayerInfo> layers_;
+  std::vector<GraphNode> graph_;
+  std::map<int, class InvertedResidualImpl*> branch_blocks_;  // residual branch tensor -> its block (owned by features)
   std::shared_ptr<TensorHook> pool_hook_;
 };
 

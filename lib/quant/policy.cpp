@@ -7,6 +7,7 @@
 #include <sstream>
 
 #include "core/error.h"
+#include "quant/exact_forward.h"
 #include "quant/quantizers.h"
 
 namespace prom::quant {
@@ -26,11 +27,19 @@ bool rule_matches(const config::QuantRule& rule, const model::LayerInfo& layer) 
 
 }  // namespace
 
-std::vector<LayerAssignment> resolve_policy(const config::QuantConfig& config,
-                                            const std::vector<model::LayerInfo>& layers) {
+std::vector<LayerAssignment> resolve_policy(const config::QuantConfig& config, const model::ClassifierModel& model) {
+  const auto& layers = model.layers();
+  // Layers whose output is a residual branch (the add node's second input).
+  std::vector<bool> feeds_add(layers.size(), false);
+  for (const auto& node : model.graph())
+    if (node.kind == model::NodeKind::kAdd) {
+      const auto& producer = model.graph().at(node.inputs[1] - 1);  // node k writes tensor k + 1
+      if (producer.layer >= 0) feeds_add[producer.layer] = true;
+    }
   std::vector<LayerAssignment> out;
   std::vector<int> used(config.rules.size(), 0);
-  for (const auto& layer : layers) {
+  for (size_t li = 0; li < layers.size(); ++li) {
+    const auto& layer = layers[li];
     LayerAssignment a;
     a.layer = layer.name;
     a.role = layer.role;
@@ -43,7 +52,7 @@ std::vector<LayerAssignment> resolve_policy(const config::QuantConfig& config,
       ++used[i];
       break;
     }
-    a.residual_quant = layer.before_residual_add && a.input.type != "none";
+    a.residual_quant = feeds_add[li] && a.input.type != "none";
     out.push_back(a);
   }
   for (size_t i = 0; i < used.size(); ++i)
@@ -53,7 +62,7 @@ std::vector<LayerAssignment> resolve_policy(const config::QuantConfig& config,
 }
 
 std::vector<LayerAssignment> apply_policy(model::ClassifierModel& model, const config::QuantConfig& config) {
-  auto assignments = resolve_policy(config, model.layers());
+  auto assignments = resolve_policy(config, model);
   const auto& layers = model.layers();
   for (size_t i = 0; i < layers.size(); ++i) {
     const auto& a = assignments[i];
@@ -68,9 +77,17 @@ std::vector<LayerAssignment> apply_policy(model::ClassifierModel& model, const c
     }
     if (layer.conv) layer.conv.ptr()->set_hooks(in, w);
     if (layer.linear) layer.linear.ptr()->set_hooks(in, w);
-    if (a.residual_quant && layer.set_residual_hook)
-      layer.set_residual_hook(make_activation_quantizer(a.input, false, config.observer_momentum));
   }
+  // Residual branches are quantized before their add, as the producing layer's rule says.
+  for (const auto& node : model.graph()) {
+    if (node.kind != model::NodeKind::kAdd) continue;
+    const auto& a = assignments.at(model.graph().at(node.inputs[1] - 1).layer);
+    if (a.residual_quant)
+      model.set_branch_hook(node.inputs[1], make_activation_quantizer(a.input, false, config.observer_momentum));
+  }
+  // Eval then computes what the exported integer model computes (lib/quant/exact_forward.h).
+  bool exact = config.eval_forward == "exact" && fully_quantized(model);
+  model.set_exact_forward(exact ? std::make_shared<ExactForwardImpl>(model) : nullptr);
   return assignments;
 }
 

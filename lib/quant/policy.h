@@ -20,8 +20,7 @@ struct LayerAssignment {
 };
 
 // Which rule each layer gets (first match wins). Throws ConfigError for a rule that matches nothing.
-std::vector<LayerAssignment> resolve_policy(const config::QuantConfig& config,
-                                            const std::vector<model::LayerInfo>& layers);
+std::vector<LayerAssignment> resolve_policy(const config::QuantConfig& config, const model::ClassifierModel& model);
 
 // Attaches fake quantizers to `model` as the policy says; returns the assignments.
 std::vector<LayerAssignment> apply_policy(model::ClassifierModel& model, const config::QuantConfig& config);

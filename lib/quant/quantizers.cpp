@@ -1,5 +1,6 @@
 #include "quant/quantizers.h"
 
+#include "core/host_read.h"
 #include "quant/fake_quant_kernel.h"
 
 #include <cmath>
@@ -61,6 +62,25 @@ struct FakeQuantPerTensor : public torch::autograd::Function<FakeQuantPerTensor>
 
 }  // namespace
 
+bool CachedFlag::get() const {
+  const int64_t version = static_cast<int64_t>(buffer_._version());
+  const void* data = buffer_.data_ptr();
+  if (version != version_ || data != data_) {
+    value_ = host_item<float>(buffer_) != 0;
+    version_ = static_cast<int64_t>(buffer_._version());
+    data_ = data;
+  }
+  return value_;
+}
+
+void CachedFlag::set() {
+  if (get()) return;
+  buffer_.fill_(1);
+  value_ = true;
+  version_ = static_cast<int64_t>(buffer_._version());
+  data_ = buffer_.data_ptr();
+}
+
 // ---- ternary ----
 
 QuantizedWeight TernaryWeightImpl::quantize(const torch::Tensor& w_in) {
@@ -77,7 +97,7 @@ QuantizedWeight TernaryWeightImpl::quantize(const torch::Tensor& w_in) {
     scale = ((abs * mask).sum(1, true) / count).clamp_min(kEps);
   } else {
     scale = abs.mean(1, true).clamp_min(kEps);
-    codes = torch::round(g / scale).clamp(-1, 1);
+    codes = torch::round(g * scale.reciprocal()).clamp(-1, 1);  // the rounding rule of quant/arithmetic.h
   }
   auto shape = broadcast_shape(w, per_channel_);
   return {codes.reshape(w.sizes()).to(torch::kInt8), scale.reshape(shape)};
@@ -100,6 +120,7 @@ Int8WeightImpl::Int8WeightImpl(bool per_channel, bool learned, int64_t out_chann
   if (learned_) {
     scale_ = register_parameter("scale", torch::ones({per_channel_ ? out_channels : 1}));
     initialized_ = register_buffer("initialized", torch::zeros({1}));
+    init_flag_ = std::make_unique<CachedFlag>(initialized_);
   }
 }
 
@@ -111,10 +132,10 @@ torch::Tensor Int8WeightImpl::scale_of(const torch::Tensor& w) {
 torch::Tensor Int8WeightImpl::forward(const torch::Tensor& w_in) {
   torch::Tensor w = w_in.to(torch::kFloat32);
   if (learned_) {
-    if (initialized_.item<float>() == 0) {
+    if (!init_flag_->get()) {
       torch::NoGradGuard no_grad;
       scale_.copy_(scale_of(w));
-      initialized_.fill_(1);
+      init_flag_->set();
     }
     // LSQ gradient scaling: 1 / sqrt(elements per scale * Qp).
     double per_scale = static_cast<double>(w.numel()) / scale_.numel();
@@ -139,7 +160,8 @@ QuantizedWeight Int8WeightImpl::quantize(const torch::Tensor& w_in) {
   torch::Tensor w = w_in.to(torch::kFloat32);
   torch::Tensor scale = learned_ ? scale_.detach().clamp_min(kEps) : scale_of(w);
   scale = scale.reshape(broadcast_shape(w, per_channel_));
-  torch::Tensor codes = torch::round(w / scale).clamp(-127, 127).to(torch::kInt8);
+  // torch's fake_quantize rounding, which the forward uses: nearbyint(w * (1 / scale)).
+  torch::Tensor codes = torch::round(w * scale.reciprocal()).clamp(-127, 127).to(torch::kInt8);
   return {codes, scale};
 }
 
@@ -153,29 +175,18 @@ ActivationQuantImpl::ActivationQuantImpl(bool is_unsigned, bool learned, double 
     : unsigned_(is_unsigned), learned_(learned), momentum_(momentum) {
   range_ = register_buffer("range", torch::zeros({1}));
   initialized_ = register_buffer("initialized", torch::zeros({1}));
+  init_flag_ = std::make_unique<CachedFlag>(initialized_);
   if (learned_) step_ = register_parameter("step", torch::ones({1}));
 }
 
-bool ActivationQuantImpl::initialized() const {
-  const int64_t version = static_cast<int64_t>(initialized_._version());
-  const void* data = initialized_.data_ptr();
-  if (version != init_version_ || data != init_data_) {
-    init_value_ = initialized_.item<float>() != 0;
-    init_version_ = static_cast<int64_t>(initialized_._version());
-    init_data_ = data;
-  }
-  return init_value_;
-}
+bool ActivationQuantImpl::initialized() const { return init_flag_->get(); }
 
 torch::Tensor ActivationQuantImpl::scale_tensor() const {
   if (learned_) return step_.detach().clamp_min(kEps);
   return (range_ / static_cast<double>(qmax())).clamp_min(kEps);
 }
 
-double ActivationQuantImpl::scale() const {
-  if (learned_) return std::max(step_.item<double>(), kEps);
-  return std::max(range_.item<double>() / static_cast<double>(qmax()), kEps);
-}
+double ActivationQuantImpl::scale() const { return host_item<float>(scale_tensor()); }
 
 torch::Tensor ActivationQuantImpl::forward(const torch::Tensor& x_in) {
   torch::Tensor x = x_in.to(torch::kFloat32);
@@ -194,7 +205,7 @@ torch::Tensor ActivationQuantImpl::forward(const torch::Tensor& x_in) {
     if (first) range_.copy_(batch_range);
     else range_.mul_(1.0 - momentum_).add_(batch_range * momentum_);
     if (learned_ && first) step_.copy_((range_ / static_cast<double>(qmax())).clamp_min(kEps));
-    initialized_.fill_(1);
+    init_flag_->set();
   }
   return quantize(x);
 }

@@ -14,6 +14,21 @@ struct QuantizedWeight {
   torch::Tensor scale;  // float32
 };
 
+// A 0/1 flag kept in a [1] buffer (so that it is saved and loaded with the model), read from the
+// tensor only when it may have changed (its version counter or storage differs: fill_, a state
+// load's copy_, set_data, to()): a forward costs no device -> host read once it is set.
+class CachedFlag {
+ public:
+  explicit CachedFlag(torch::Tensor buffer) : buffer_(std::move(buffer)) {}
+  bool get() const;
+  void set();  // writes the tensor only when the flag was clear
+ private:
+  torch::Tensor buffer_;
+  mutable int64_t version_ = -1;
+  mutable const void* data_ = nullptr;
+  mutable bool value_ = false;
+};
+
 class WeightQuantizer : public model::TensorHook {
  public:
   // Codes and scales of `w` as the exporter writes them (no gradient).
@@ -54,6 +69,7 @@ class Int8WeightImpl : public WeightQuantizer {
   bool per_channel_, learned_;
   torch::Tensor scale_;        // LSQ parameter [groups]
   torch::Tensor initialized_;  // LSQ: 0 until the first forward sets the scale from the weights
+  std::unique_ptr<CachedFlag> init_flag_;
 };
 
 // Per-tensor int8 activations: unsigned [0, 255] where the input is non-negative (after ReLU6),
@@ -70,7 +86,7 @@ class ActivationQuantImpl : public model::TensorHook {
   bool is_unsigned() const { return unsigned_; }
   int64_t qmin() const { return unsigned_ ? 0 : -128; }
   int64_t qmax() const { return unsigned_ ? 255 : 127; }
-  // The step size the exported model uses (float value of one integer step).
+  // The step size the exported model uses: the float32 value of one integer step (the forward's).
   double scale() const;
   torch::Tensor scale_tensor() const;  // the same, as the [1] float tensor the forward uses
   bool initialized() const;
@@ -83,11 +99,7 @@ class ActivationQuantImpl : public model::TensorHook {
   torch::Tensor range_;        // buffer [1]: EMA of max|x| (observer) ...
   torch::Tensor step_;         // ... or parameter [1]: the learned step (LSQ)
   torch::Tensor initialized_;  // buffer [1]: 0 until the first batch has been seen
-  // initialized_'s value, read from the tensor only when it may have changed (its version counter or
-  // storage differs: fill_, a state load's copy_, set_data, to()), so a forward costs no .item().
-  mutable int64_t init_version_ = -1;
-  mutable const void* init_data_ = nullptr;
-  mutable bool init_value_ = false;
+  std::unique_ptr<CachedFlag> init_flag_;
 };
 
 // Quantizes the last feature map (uint8 after ReLU6) and pools it the way the integer engine does:

@@ -1,4 +1,4 @@
-// libFuzzer target: the exported-model reader (lib/export/int_model.h) on arbitrary bytes, and the
+// libFuzzer target: the exported-model reader (lib/graph/int_model.h) on arbitrary bytes, and the
 // integer engine on every model it accepts: a model that loads must also run (or be refused with a
 // prom::Error), since prom-eval --model does exactly that with a user's file.
 // A prom::Error is the expected outcome for a bad file; anything else is a finding.
@@ -6,7 +6,7 @@
 #include <string>
 
 #include "core/error.h"
-#include "export/int_model.h"
+#include "graph/int_model.h"
 #include "infer/engine.h"
 
 namespace {
@@ -15,7 +15,7 @@ namespace {
 // declares gigabytes of activations is a test of the machine, not of the code, so it is skipped.
 constexpr int64_t kMaxActivationValues = int64_t{1} << 22;
 
-bool small_enough_to_run(const prom::exporter::IntModel& model) {
+bool small_enough_to_run(const prom::graph::IntModel& model) {
   int64_t total = 0;
   for (const auto& a : model.activations) total += a.channels * a.height * a.width;
   return total <= kMaxActivationValues;
@@ -28,7 +28,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   (void)single_thread;
   const std::string bytes(reinterpret_cast<const char*>(data), size);
   try {
-    prom::exporter::IntModel model = prom::exporter::decode_int_model(bytes, "fuzz.prom");
+    prom::graph::IntModel model = prom::graph::decode_int_model(bytes, "fuzz.prom");
     if (!small_enough_to_run(model)) return 0;
     const auto& in = model.activations[model.input];
     prom::infer::IntegerEngine engine(model);

@@ -70,7 +70,8 @@ def int_model(packing):
         shape = [cout, cin // g, k, k]
         ops.append({"kind": "conv", "name": name, "input": i, "output": o, "role": role, "in_channels": cin,
                     "out_channels": cout, "kernel": k, "stride": s, "padding": p, "groups": g, "ternary": ternary,
-                    "relu6": relu6, "acc_shift": 4, "weight_shape": shape})
+                    "relu6": relu6, "acc_shift": 4, "weight_shape": shape,
+                    "clamp_lo": 0 if acts[o][1] else -128, "clamp_hi": 255 if acts[o][1] else 127})
         if ternary:
             tensors[name + ".weight_ternary"] = pack_ternary(rng.integers(-1, 2, shape), packing)
         else:
@@ -78,13 +79,13 @@ def int_model(packing):
         tensors[name + ".bias"] = rng.integers(-1000, 1000, [cout]).astype(np.int32)
         tensors[name + ".weight_scale"] = np.full([cout], 0.01, np.float32)
         tensors[name + ".multiplier"] = np.full([cout], 1 << 30, np.int32)
-        tensors[name + ".shift"] = np.full([cout], -3, np.int32)
+        tensors[name + ".right_shift"] = np.full([cout], 34, np.int32)
     ops.append({"kind": "add", "name": "", "input": 3, "input2": 4, "output": 5, "add_mult_a": 1 << 20,
                 "add_mult_b": 1 << 20, "add_shift": 20})
     ops.append({"kind": "avgpool", "name": "", "input": 5, "output": 6})
     ops.append({"kind": "linear", "name": "classifier.1", "input": 6, "output": 7, "role": "classifier",
                 "in_channels": 4, "out_channels": 2, "kernel": 1, "stride": 1, "padding": 0, "groups": 1,
-                "ternary": False, "relu6": False, "weight_shape": [2, 4]})
+                "ternary": False, "relu6": False, "acc_shift": 0, "weight_shape": [2, 4]})
     tensors["classifier.1.weight"] = rng.integers(-127, 128, [2, 4]).astype(np.int8)
     tensors["classifier.1.bias"] = np.array([5, -5], np.int32)
     tensors["classifier.1.weight_scale"] = np.full([2], 0.01, np.float32)
@@ -95,7 +96,7 @@ def int_model(packing):
              "activations": [{"scale": a[0], "unsigned": a[1], "channels": a[2], "height": a[3], "width": a[4]}
                              for a in acts],
              "ops": ops}
-    return safetensors(tensors, {"format": "prom-int-v1", "prom_version": "0.1.0",
+    return safetensors(tensors, {"format": "prom-int-v2", "prom_version": "0.1.0",
                                  "graph": json.dumps(graph, separators=(",", ":"))})
 
 

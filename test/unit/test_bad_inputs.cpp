@@ -555,7 +555,7 @@ TEST_CASE("bad checkpoints and weights files: exit 1 naming the file", "[bad_inp
       {"missing model tensor", header([](json& h) { h.erase("classifier.1.bias"); }), 1,
        {bad + "missing tensor 'classifier.1.bias'"}},
       {"exported model as a checkpoint", [](Scratch& s) { return eval("--checkpoint " + s.art.model); }, 1,
-       {"{art}/model.prom: unsupported checkpoint format 'prom-int-v1'"}},
+       {"{art}/model.prom: unsupported checkpoint format 'prom-int-v2'"}},
       {"classifier of another size", [](Scratch& s) {
          return eval("--checkpoint " + s.art.qat_ckpt + " -c " + s.art.qat_yaml + " --set model.num_classes=7");
        },
@@ -697,6 +697,17 @@ TEST_CASE("bad exported models: exit 1 naming the file", "[bad_input]") {
                      " -c " + s.art.qat_yaml);
        },
        1, {invalid + "tensor 'features.0.0.weight' has the wrong dtype"}},
+      {"a model of another format version", [](Scratch& s) {
+         return eval("--model " +
+                     s.write("bad.prom", edited(s.art.model, [](json& h) { h["__metadata__"]["format"] = "prom-int-v1"; })) +
+                     " -c " + s.art.qat_yaml);
+       },
+       1, {invalid + "format is 'prom-int-v1', expected prom-int-v2"}},
+      {"a layer whose bias overflows int32", [](Scratch& s) {
+         return eval("--model " + s.write("bad.prom", edited_tensor_bytes(s.art.model, "features.0.0.bias", '\x7f')) +
+                     " -c " + s.art.qat_yaml);
+       },
+       1, {invalid + "op 0 (features.0.0): accumulator and bias can overflow int32"}},
       {"negative multiplier", [](Scratch& s) {
          return eval("--model " + s.write("bad.prom", edited_tensor_bytes(s.art.model, "features.0.0.multiplier", '\xff')) +
                      " -c " + s.art.qat_yaml);

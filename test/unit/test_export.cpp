@@ -6,13 +6,14 @@
 
 #include "config/config.h"
 #include "energy/report.h"
-#include "export/exporter.h"
+#include "lowering/lower.h"
 #include "infer/engine.h"
-#include "infer/fixed_point.h"
 #include "infer/kernels.h"
 #include "io/atomic_file.h"
 #include "io/safetensors.h"
 #include "model/registry.h"
+#include "quant/arithmetic.h"
+#include "quant/exact_forward.h"
 #include "quant/policy.h"
 #include "support/command.h"
 
@@ -62,76 +63,92 @@ struct QatFixture {
     }
     net->eval();
   }
-  exporter::IntModel exported(const std::string& packing = "2bit") {
-    exporter::ExportOptions o;
+  graph::IntModel exported(const std::string& packing = "2bit") {
+    lowering::ExportOptions o;
     o.input_size = images.size(2);
     o.ternary_packing = packing;
     o.classes = {"a", "b", "c", "d", "e"};
     o.preprocess = {o.input_size, o.input_size, {0.5, 0.5, 0.5}, {0.25, 0.25, 0.25}};
-    return exporter::export_model(*net, o);
+    return lowering::lower_model(*net, o);
   }
 };
 
 }  // namespace
 
-TEST_CASE("fixed-point requantization matches real multiplication to within one step", "[export]") {
-  std::mt19937 rng(1);
-  std::uniform_real_distribution<double> m(1e-6, 4.0);
-  std::uniform_int_distribution<int32_t> x(-2000000, 2000000);
-  for (int i = 0; i < 5000; ++i) {
-    double real = m(rng);
-    auto q = infer::quantize_multiplier(real);
-    CHECK(q.multiplier >= (1 << 30));
-    int32_t v = x(rng);
-    int32_t got = infer::multiply_by_quantized_multiplier(v, q);
-    CHECK(std::abs(got - std::llround(v * real)) <= 1);
+// Exact rational rounding, ties to even, of p / 2^shift (p and the answer as 128-bit integers).
+static int64_t reference_shift(__int128 p, int shift) {
+  __int128 d = static_cast<__int128>(1) << shift;
+  __int128 q = p / d, r = p % d;
+  if (r < 0) {
+    r += d;
+    --q;
   }
-  CHECK(infer::rounding_divide_by_pot(5, 1) == 3);    // 2.5 -> 3 (half away from zero)
-  CHECK(infer::rounding_divide_by_pot(-5, 1) == -3);
-  CHECK(infer::divide_round_half_even(10, 4) == 2);   // 2.5 -> 2
-  CHECK(infer::divide_round_half_even(14, 4) == 4);   // 3.5 -> 4
-  CHECK(infer::divide_round_half_even(-10, 4) == -2);
+  if (2 * r > d || (2 * r == d && (q & 1))) ++q;
+  return static_cast<int64_t>(q);
+}
+
+TEST_CASE("requantization rounds once, to nearest with ties to even, as exact arithmetic does", "[export]") {
+  namespace arith = quant::arith;
+  std::mt19937 rng(1);
+  std::uniform_real_distribution<double> log_m(-30.0, 8.0);
+  std::uniform_int_distribution<int32_t> acc(-2000000, 2000000), bias(-100000, 100000);
+  for (int i = 0; i < 20000; ++i) {
+    const double real = std::exp2(log_m(rng));
+    const auto m = arith::quantize_multiplier(real);
+    REQUIRE(m.multiplier >= (1 << 30));
+    CHECK(std::abs(arith::multiplier_value(m) / real - 1) <= std::ldexp(1.0, -30));
+    const int64_t a = acc(rng), b = bias(rng);
+    const int64_t v = a * 4 + b;
+    const int64_t expected = reference_shift(static_cast<__int128>(v) * m.multiplier, m.right_shift);
+    CHECK(arith::requantize(a, 2, static_cast<int32_t>(b), m, INT32_MIN, INT32_MAX) == expected);
+    CHECK(std::abs(expected - v * arith::multiplier_value(m)) <= 0.5);
+  }
+  // Ties go to the even neighbour, for both signs; one rule for shifts, divisions and codes.
+  CHECK(arith::rounding_shift_right(5, 1) == 2);
+  CHECK(arith::rounding_shift_right(7, 1) == 4);
+  CHECK(arith::rounding_shift_right(-5, 1) == -2);
+  CHECK(arith::rounding_shift_right(-7, 1) == -4);
+  CHECK(arith::rounding_shift_right(6, 2) == 2);  // 1.5 -> 2
+  CHECK(arith::divide_round_half_even(10, 4) == 2);
+  CHECK(arith::divide_round_half_even(14, 4) == 4);
+  CHECK(arith::divide_round_half_even(-10, 4) == -2);
+  CHECK(arith::quantize_to_code(2.5f, 1.0f, arith::kSignedActivation) == 2);
+  CHECK(arith::quantize_to_code(-3.5f, 1.0f, arith::kSignedActivation) == -4);
+  CHECK(arith::quantize_to_code(1e9f, 1.0f, arith::kUnsignedActivation) == 255);
+  CHECK(arith::add_requantize(3, 0, 1, 0, 1, -128, 127) == 2);  // 1.5 -> 2
+  CHECK(arith::add_requantize(5, 0, 1, 0, 1, -128, 127) == 2);  // 2.5 -> 2
+  // Multipliers >= 2^30 are refused; tiny ones become 0 (every int32 product rounds to 0).
+  CHECK_FALSE(arith::representable_multiplier(std::ldexp(1.0, 30)));
+  CHECK(arith::quantize_multiplier(std::ldexp(1.0, -70)).multiplier == 0);
 }
 
 TEST_CASE("ternary packing round-trips in 2-bit and base-3 layouts", "[export]") {
   auto codes = torch::randint(-1, 2, {1003}, torch::kInt8);
   for (std::string packing : {"2bit", "base3"}) {
-    auto packed = exporter::pack_ternary(codes, packing);
+    auto packed = graph::pack_ternary(codes, packing);
     CHECK(packed.size() == (packing == "2bit" ? 251u : 201u));
-    auto back = exporter::unpack_ternary(packed.data(), packed.size(), 1003, packing, "mem");
+    auto back = graph::unpack_ternary(packed.data(), packed.size(), 1003, packing, "mem");
     CHECK(torch::equal(back, codes));
   }
   std::vector<uint8_t> bad = {0xff};
-  CHECK_THROWS_WITH(exporter::unpack_ternary(bad.data(), 1, 4, "2bit", "m.prom"), Contains("invalid 2-bit ternary code"));
-  CHECK_THROWS_WITH(exporter::unpack_ternary(bad.data(), 1, 5, "base3", "m.prom"), Contains("invalid base-3"));
+  CHECK_THROWS_WITH(graph::unpack_ternary(bad.data(), 1, 4, "2bit", "m.prom"), Contains("invalid 2-bit ternary code"));
+  CHECK_THROWS_WITH(graph::unpack_ternary(bad.data(), 1, 5, "base3", "m.prom"), Contains("invalid base-3"));
 }
 
-TEST_CASE("the integer engine computes what the fake-quant model computes", "[export]") {
+TEST_CASE("the integer engine computes exactly what the fake-quant model computes", "[export]") {
   for (std::string name : {"prom", "w8a8", "all_ternary"}) {
     INFO(name);
-    if (name == "all_ternary") {
-      // Ternary stem and depthwise layers are not 1x1 convolutions: the engine refuses them by name.
-      QatFixture f(name);
-      CHECK_THROWS_WITH(infer::IntegerEngine(f.exported()), Contains("ternary weights are supported on 1x1"));
-      continue;
-    }
     QatFixture f(name);
+    REQUIRE(f.net->has_exact_forward());
     torch::NoGradGuard no_grad;
     auto fq = f.net->forward(f.images);
     infer::IntegerEngine engine(f.exported());
     auto logits = engine.logits(f.images);
-    auto agree = (fq.argmax(1) == logits.argmax(1)).to(torch::kFloat32).mean().item<double>();
-    // Logit differences in units of the classifier's accumulator step.
-    auto steps = ((fq - logits).abs() / engine.model().ops.back().output_scale.unsqueeze(0)).max().item<double>();
-    auto range = (fq.max() - fq.min()).item<double>();
-    INFO("top-1 agreement " << agree << ", max logit difference " << (fq - logits).abs().max().item<double>()
-                            << " (" << steps << " steps), logit range " << range);
-    if (qat_steps() < kFullQatSteps) {  // an undertrained model's logits are too close to compare
-      WARN("agreement thresholds not checked: PROM_TEST_QAT_STEPS=" << qat_steps() << " < " << kFullQatSteps);
-      continue;
-    }
-    CHECK(agree >= 0.97);
-    CHECK((fq - logits).abs().max().item<double>() <= 0.05 * range);
+    INFO("max logit difference " << (fq - logits).abs().max().item<double>());
+    CHECK(torch::equal(fq, logits));  // dequantized logits, bit for bit
+    CHECK(torch::equal(fq.argmax(1), logits.argmax(1)));
+    // Not a constant function: the fixture's logits separate the classes.
+    CHECK((fq.max() - fq.min()).item<double>() > 0.1);
   }
 }
 
@@ -202,7 +219,7 @@ TEST_CASE("counted operations equal the analytic ones; ternary layers multiply n
   for (size_t i = 0; i < analytic.size(); ++i) {
     INFO(engine.counts()[i].name);
     CHECK(engine.counts()[i].counts == analytic[i].counts);
-    bool ternary = m.ops[i].kind == exporter::OpKind::kConv && m.ops[i].ternary;
+    bool ternary = m.ops[i].kind == graph::OpKind::kConv && m.ops[i].ternary;
     if (ternary) {
       ++ternary_layers;
       CHECK(engine.counts()[i].counts.int8_mults == 0);
@@ -222,10 +239,10 @@ TEST_CASE("export, reload, re-export gives identical bytes; storage is what the 
   for (std::string packing : {"2bit", "base3"}) {
     INFO(packing);
     auto m = f.exported(packing);
-    exporter::save_int_model(m, dir.file("m.prom"));
+    graph::save_int_model(m, dir.file("m.prom"));
     auto bytes = io::read_file(dir.file("m.prom"));
-    auto reloaded = exporter::load_int_model(dir.file("m.prom"));
-    CHECK(exporter::encode_int_model(reloaded) == bytes);
+    auto reloaded = graph::load_int_model(dir.file("m.prom"));
+    CHECK(graph::encode_int_model(reloaded) == bytes);
     // Same logits from the reloaded model.
     infer::IntegerEngine a(m), b(reloaded);
     auto codes = a.quantize_input(f.images);
@@ -244,10 +261,10 @@ TEST_CASE("a damaged model file is an error naming the file", "[export]") {
   QatFixture f;
   test::TempDir dir("export");
   auto m = f.exported();
-  auto file = io::decode_safetensors(exporter::encode_int_model(m), "mem");
+  auto file = io::decode_safetensors(graph::encode_int_model(m), "mem");
   auto expect_error = [&](io::TensorFile broken, const std::string& what) {
     io::write_safetensors(dir.file("bad.prom"), broken);
-    CHECK_THROWS_WITH(exporter::load_int_model(dir.file("bad.prom")), Contains("bad.prom: invalid prom model") && Contains(what));
+    CHECK_THROWS_WITH(graph::load_int_model(dir.file("bad.prom")), Contains("bad.prom: invalid prom model") && Contains(what));
   };
   auto g = file;
   g.metadata["format"] = "other";
@@ -303,66 +320,137 @@ TEST_CASE("energy and storage report for the shipped ImageNet PROM config", "[ex
 }
 
 namespace {
-// Records what a layer's input quantizer produced, to compare with the engine's integer codes.
-struct Recorder : model::TensorHook {
-  std::shared_ptr<model::TensorHook> inner;
-  torch::Tensor last;
-  explicit Recorder(std::shared_ptr<model::TensorHook> h) : inner(std::move(h)) {}
-  torch::Tensor forward(const torch::Tensor& x) override {
-    last = inner->forward(x);
-    return last;
-  }
-};
-}  // namespace
 
-TEST_CASE("every layer's integer input equals the fake-quant codes", "[export]") {
-  QatFixture f("prom");
-  auto m = f.exported();
-  infer::IntegerEngine engine(m);
-  std::vector<std::shared_ptr<Recorder>> recorders;
-  for (auto& l : f.net->layers()) {
-    if (!l.conv) continue;
-    auto r = std::make_shared<Recorder>(l.conv->input_hook);
-    l.conv.ptr()->input_hook = r;
-    recorders.push_back(r);
-  }
+// Code mismatches between the exact fake-quant forward and the engine, over every graph tensor but
+// the logits, for each image of `images`; also checks the dequantized logits bit for bit.
+int64_t code_mismatches(model::ClassifierModel& net, infer::IntegerEngine& engine, const torch::Tensor& images,
+                        int64_t* compared) {
+  auto exact = std::dynamic_pointer_cast<quant::ExactForwardImpl>(net.exact_forward());
+  REQUIRE(exact != nullptr);
   torch::NoGradGuard no_grad;
-  int64_t mismatches = 0, total = 0, early_mismatches = 0;
-  for (int64_t i = 0; i < 4; ++i) {
-    auto image = f.images.slice(0, i, i + 1);
-    f.net->forward(image);
-    engine.run(engine.quantize_input(image));
-    size_t layer = 0;
-    for (const auto& op : m.ops) {
-      if (op.kind != exporter::OpKind::kConv) continue;
-      auto fq = torch::round(recorders[layer++]->last[0] / m.activations[op.input].scale).to(torch::kInt32).flatten();
-      const auto& a = engine.activation(op.input);
+  net.eval();
+  exact->set_recording(true);
+  torch::Tensor fq = net.forward(images);
+  exact->set_recording(false);
+  const auto& codes = exact->recorded_codes();
+  const auto& m = engine.model();
+  int64_t bad = 0;
+  for (int64_t n = 0; n < images.size(0); ++n) {
+    torch::Tensor logits = engine.logits(images.slice(0, n, n + 1));
+    CHECK(torch::equal(logits, fq.slice(0, n, n + 1)));
+    for (size_t t = 0; t < m.activations.size(); ++t) {
+      if (static_cast<int>(t) == m.output) continue;
+      torch::Tensor ref = codes.at(t)[n].contiguous().flatten().to(torch::kInt32);
+      const auto& a = engine.activation(t);
       auto ours = torch::from_blob(const_cast<int16_t*>(a.data()), {static_cast<int64_t>(a.size())}, torch::kInt16);
-      int64_t bad = fq.ne(ours.to(torch::kInt32)).sum().item<int64_t>();
-      mismatches += bad;
-      total += fq.numel();
-      if (layer <= 24) early_mismatches += bad;
+      REQUIRE(ref.numel() == ours.numel());
+      bad += ref.ne(ours.to(torch::kInt32)).sum().item<int64_t>();
+      *compared += ref.numel();
     }
   }
-  // The engine is exact; the fp32 fake-quant forward is not quite (BatchNorm's mean subtraction
-  // cancels digits), so deep in the network an isolated code can differ by one step and spread.
-  INFO(mismatches << " of " << total << " activation codes differ");
-  CHECK(static_cast<double>(mismatches) <= 0.03 * total);
-  CHECK(static_cast<double>(early_mismatches) <= 0.01 * total);
+  return bad;
 }
 
+}  // namespace
+
+TEST_CASE("every tensor's integer codes equal the fake-quant codes (trained fixtures, three policies)", "[export]") {
+  for (std::string name : {"prom", "w8a8", "all_ternary"}) {
+    INFO(name);
+    QatFixture f(name);
+    infer::IntegerEngine engine(f.exported());
+    int64_t total = 0;
+    const int64_t bad = code_mismatches(*f.net, engine, f.images.slice(0, 0, 8), &total);
+    INFO(bad << " of " << total << " activation codes differ");
+    CHECK(total > 100000);
+    CHECK(bad == 0);
+  }
+}
+
+TEST_CASE("every tensor's integer codes equal the fake-quant codes (MobileNetV2 1.0 at 224, random weights)", "[export]") {
+  torch::manual_seed(11);
+  config::ModelConfig mc;
+  mc.num_classes = 1000;
+  auto net = model::create_model(mc);
+  quant::apply_policy(*net, policy("prom"));
+  torch::Tensor images = torch::randn({2, 3, 224, 224});
+  {  // calibrate the observers (and BN statistics) on the images themselves
+    torch::NoGradGuard no_grad;
+    net->train();
+    net->forward(images);
+  }
+  lowering::ExportOptions o;
+  o.input_size = 224;
+  infer::IntegerEngine engine(lowering::lower_model(*net, o));
+  int64_t total = 0;
+  const int64_t bad = code_mismatches(*net, engine, images.slice(0, 0, 1), &total);
+  INFO(bad << " of " << total << " activation codes differ");
+  CHECK(total > 5000000);
+  CHECK(bad == 0);
+}
+
+namespace {
+
+// Random inputs of every arithmetic function and prom's results, for read_prom_model.py's mirror.
+io::TensorFile arithmetic_cases() {
+  namespace arith = quant::arith;
+  std::mt19937 rng(5);
+  const int64_t n = 20000;
+  std::uniform_int_distribution<int64_t> acc(-3000000, 3000000), bias(-200000, 200000), code(-128, 255),
+      shift(0, 64), small(-1000, 1000), den(1, 300);
+  std::uniform_real_distribution<double> log_m(-30.0, 6.0);
+  std::uniform_real_distribution<float> x(-300.0f, 300.0f);
+  auto i64 = [&](int64_t count) { return torch::empty({count}, torch::kInt64); };
+  io::TensorFile f;
+  for (auto name : {"rq_acc", "rq_bias", "rq_multiplier", "rq_right_shift", "rq_lo", "rq_hi", "requantize_expected",
+                    "add_a", "add_b", "add_mult_a", "add_mult_b", "add_shift", "add_expected", "div_num", "div_den",
+                    "divide_expected", "shift_x", "shift_n", "shift_expected", "quantize_expected"})
+    f.tensors[name] = i64(n);
+  f.tensors["rq_acc_shift"] = torch::full({1}, 3, torch::kInt64);
+  f.tensors["q_x"] = torch::empty({n}, torch::kFloat32);
+  f.tensors["q_inv"] = torch::full({1}, 1.0f / 0.0371f, torch::kFloat32);
+  auto at = [&](const char* name) { return f.tensors[name].data_ptr<int64_t>(); };
+  for (int64_t i = 0; i < n; ++i) {
+    const auto m = arith::quantize_multiplier(std::exp2(log_m(rng)));
+    const int64_t a = acc(rng) / 8, b = bias(rng), lo = i % 3 == 0 ? 0 : -128, hi = i % 3 == 0 ? 255 : 127;
+    at("rq_acc")[i] = a, at("rq_bias")[i] = b, at("rq_multiplier")[i] = m.multiplier;
+    at("rq_right_shift")[i] = m.right_shift, at("rq_lo")[i] = lo, at("rq_hi")[i] = hi;
+    at("requantize_expected")[i] = arith::requantize(a, 3, static_cast<int32_t>(b), m, static_cast<int32_t>(lo),
+                                                     static_cast<int32_t>(hi));
+    const int64_t ca = code(rng), cb = code(rng), ma = std::abs(acc(rng)) * 300, mb = std::abs(acc(rng)) * 300;
+    const int s = static_cast<int>(shift(rng) % 31);
+    at("add_a")[i] = ca, at("add_b")[i] = cb, at("add_mult_a")[i] = ma, at("add_mult_b")[i] = mb, at("add_shift")[i] = s;
+    at("add_expected")[i] = arith::add_requantize(ca, cb, ma, mb, s, -128, 127);
+    const int64_t num = small(rng) * 97 + small(rng), d = den(rng);
+    at("div_num")[i] = num, at("div_den")[i] = d, at("divide_expected")[i] = arith::divide_round_half_even(num, d);
+    const int64_t sx = acc(rng) * acc(rng), sn = shift(rng) % 64;
+    at("shift_x")[i] = sx, at("shift_n")[i] = sn, at("shift_expected")[i] = arith::rounding_shift_right(sx, static_cast<int>(sn));
+    const float xv = i % 7 == 0 ? 0.0371f * (static_cast<float>(small(rng)) + 0.5f) : x(rng);  // many exact ties
+    f.tensors["q_x"].data_ptr<float>()[i] = xv;
+    at("quantize_expected")[i] = arith::quantize_to_code(xv, 1.0f / 0.0371f, arith::kSignedActivation);
+  }
+  return f;
+}
+
+}  // namespace
+
 // Run by CTest's read_prom_model test, which then checks the files with scripts/read_prom_model.py.
-TEST_CASE("write a model and three layers' integer inputs and outputs for read_prom_model.py", "[read_prom_model]") {
+TEST_CASE("write a model, its integer inputs, outputs and logits, and arithmetic cases for read_prom_model.py", "[read_prom_model]") {
   const char* dir = std::getenv("PROM_CROSSCHECK_DIR");
   REQUIRE(dir != nullptr);
+  io::write_safetensors(std::string(dir) + "/arithmetic.safetensors", arithmetic_cases());
   QatFixture f("prom");
   auto m = f.exported();
-  exporter::save_int_model(m, std::string(dir) + "/model.prom");
-  infer::IntegerEngine engine(exporter::load_int_model(std::string(dir) + "/model.prom"));
+  graph::save_int_model(m, std::string(dir) + "/model.prom");
+  infer::IntegerEngine engine(graph::load_int_model(std::string(dir) + "/model.prom"));
+  torch::Tensor codes = engine.quantize_input(f.images.slice(0, 0, 4));
+  io::TensorFile model_io;
+  model_io.tensors["input"] = codes;
+  model_io.tensors["logits"] = engine.run(codes);
+  io::write_safetensors(std::string(dir) + "/model_io.safetensors", model_io);
   engine.run(engine.quantize_input(f.images.slice(0, 0, 1)));
   for (auto [layer, file] : {std::pair{"features.0.0", "stem_io"}, std::pair{"features.2.conv.0.0", "ternary_io"},
                              std::pair{"features.2.conv.1.0", "depthwise_io"}}) {
-    const exporter::IntOp* op = nullptr;
+    const graph::IntOp* op = nullptr;
     for (const auto& o : m.ops)
       if (o.name == layer) op = &o;
     REQUIRE(op != nullptr);

@@ -182,7 +182,7 @@ TEST_CASE("straight-through gradients are what each method says", "[quant]") {
 
 TEST_CASE("the PROM policy resolves the expected quantizer for every MobileNetV2 layer", "[quant]") {
   auto model = model::create_model(config::ModelConfig{});
-  auto assignments = quant::resolve_policy(load_policy("prom"), model->layers());
+  auto assignments = quant::resolve_policy(load_policy("prom"), *model);
   REQUIRE(assignments.size() == 53);
   for (const auto& a : assignments) {
     INFO(a.layer);
@@ -197,7 +197,7 @@ TEST_CASE("the PROM policy resolves the expected quantizer for every MobileNetV2
   int residual = 0;
   for (const auto& a : assignments) residual += a.residual_quant;
   CHECK(residual == 10);
-  auto lc = quant::resolve_policy(load_policy("prom_last_conv_ternary"), model->layers());
+  auto lc = quant::resolve_policy(load_policy("prom_last_conv_ternary"), *model);
   CHECK(lc[51].role == model::LayerRole::kLastConv);
   CHECK(lc[51].weight.type == "ternary");
   CHECK(quant::format_policy(assignments).find("features.18.0") != std::string::npos);
@@ -210,11 +210,11 @@ TEST_CASE("a rule that matches nothing is a config error; name globs select laye
   r.names = {"features.1.*"};
   r.weight.type = "int8";
   c.rules.push_back(r);
-  auto a = quant::resolve_policy(c, model->layers());
+  auto a = quant::resolve_policy(c, *model);
   CHECK(a[1].rule == 0);  // features.1.conv.0.0
   CHECK(a[0].rule == -1);
   c.rules[0].names = {"nothing.*"};
-  CHECK_THROWS_AS(quant::resolve_policy(c, model->layers()), ConfigError);
+  CHECK_THROWS_AS(quant::resolve_policy(c, *model), ConfigError);
 }
 
 TEST_CASE("a PROM QAT model's loss falls on a small set", "[quant]") {

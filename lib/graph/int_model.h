@@ -10,9 +10,11 @@
 
 #include "model/layer.h"
 
-namespace prom::exporter {
+namespace prom::graph {
 
-constexpr const char* kFormatName = "prom-int-v1";
+// v2: one rounding rule (ties to even) with a single rounding per requantization, explicit output
+// clamps, classifier biases with fractional bits. v1 files are refused with a message naming both.
+constexpr const char* kFormatName = "prom-int-v2";
 
 enum class OpKind { kConv, kAdd, kAvgPool, kLinear };
 const char* op_kind_name(OpKind kind);
@@ -32,14 +34,17 @@ struct IntOp {
   // conv / linear
   int64_t in_channels = 0, out_channels = 0, kernel = 1, stride = 1, padding = 0, groups = 1;
   bool ternary = false;
-  bool relu6 = false;          // clamp the output at the integer value of 6.0 (and at 0)
+  bool relu6 = false;          // a ReLU6 is folded into the clamp below
   torch::Tensor weight;        // int8 codes [out, in/groups, k, k] ({-1, 0, 1} when ternary); linear: [out, in]
   torch::Tensor bias;          // int32 [out], in units of 2^-acc_shift accumulator steps, BatchNorm folded in
-  int64_t acc_shift = 0;       // conv: requantize (acc * 2^acc_shift + bias) (fractional bias bits)
-  torch::Tensor multiplier;    // int32 [out]: Q31 mantissa of the requantization to the output scale
-  torch::Tensor shift;         // int32 [out]: its exponent (see infer/fixed_point.h)
+  int64_t acc_shift = 0;       // fractional bias bits: the layer computes acc * 2^acc_shift + bias in int32
+  // conv: out = clamp(round((acc * 2^acc_shift + bias) * multiplier / 2^right_shift), clamp_lo, clamp_hi)
+  // (quant/arithmetic.h: requantize)
+  torch::Tensor multiplier;    // int32 [out], in [2^30, 2^31) or 0
+  torch::Tensor right_shift;   // int32 [out], in [1, 62] where the multiplier is not 0
+  int32_t clamp_lo = 0, clamp_hi = 0;
   torch::Tensor weight_scale;  // float32 [out]: real value of one weight step (with BN folded), for reference
-  torch::Tensor output_scale;  // linear only: float32 [out], real value of one logit accumulator step
+  torch::Tensor output_scale;  // linear only: float32 [out], real value of one step of acc * 2^acc_shift + bias
   // add: out = round((a * mult_a + b * mult_b) / 2^add_shift), in int64
   int64_t add_mult_a = 0, add_mult_b = 0, add_shift = 0;
 };
@@ -74,4 +79,4 @@ IntModel load_int_model(const std::string& path);
 // The same from the file's bytes; `origin` names the source in error messages (the fuzz target's entry).
 IntModel decode_int_model(const std::string& bytes, const std::string& origin);
 
-}  // namespace prom::exporter
+}  // namespace prom::graph

@@ -1,4 +1,4 @@
-#include "export/int_model.h"
+#include "graph/int_model.h"
 
 #include <algorithm>
 #include <cmath>
@@ -9,7 +9,7 @@
 #include "io/atomic_file.h"
 #include "io/safetensors.h"
 
-namespace prom::exporter {
+namespace prom::graph {
 namespace {
 
 using json = nlohmann::json;
@@ -119,7 +119,11 @@ std::string encode_int_model(const IntModel& m) {
       j["groups"] = op.groups;
       j["ternary"] = op.ternary;
       j["relu6"] = op.relu6;
-      if (op.kind == OpKind::kConv) j["acc_shift"] = op.acc_shift;
+      j["acc_shift"] = op.acc_shift;
+      if (op.kind == OpKind::kConv) {
+        j["clamp_lo"] = op.clamp_lo;
+        j["clamp_hi"] = op.clamp_hi;
+      }
       j["weight_shape"] = op.weight.sizes().vec();
       if (op.ternary) {
         auto packed = pack_ternary(op.weight, m.ternary_packing);
@@ -132,7 +136,7 @@ std::string encode_int_model(const IntModel& m) {
       file.tensors[op.name + ".weight_scale"] = op.weight_scale.to(torch::kFloat32).contiguous();
       if (op.kind == OpKind::kConv) {
         file.tensors[op.name + ".multiplier"] = op.multiplier.to(torch::kInt32).contiguous();
-        file.tensors[op.name + ".shift"] = op.shift.to(torch::kInt32).contiguous();
+        file.tensors[op.name + ".right_shift"] = op.right_shift.to(torch::kInt32).contiguous();
       } else {
         file.tensors[op.name + ".output_scale"] = op.output_scale.to(torch::kFloat32).contiguous();
       }
@@ -191,6 +195,16 @@ struct Loader {
     return v;
   }
 };
+
+// The engine computes acc * 2^acc_shift + bias in int32: a file whose weights, input grid and biases
+// could overflow it (undefined behaviour) is refused, naming the layer.
+void check_accumulator_range(const Loader& L, const IntOp& op, const Activation& in, const std::string& where) {
+  const double in_max = in.is_unsigned ? 255 : 128;
+  torch::Tensor l1 = op.weight.reshape({op.out_channels, -1}).to(torch::kInt64).abs().sum(1).to(torch::kFloat64);
+  torch::Tensor worst = l1 * in_max * std::ldexp(1.0, static_cast<int>(op.acc_shift)) + op.bias.to(torch::kFloat64).abs();
+  if (worst.max().item<double>() >= std::ldexp(1.0, 31))
+    L.fail(where + " (" + op.name + "): accumulator and bias can overflow int32");
+}
 
 }  // namespace
 
@@ -288,7 +302,12 @@ IntModel decode_int_model(const std::string& bytes, const std::string& path) {
       op.groups = L.bounded(j, "groups", where, 1, kMaxChannels);
       op.ternary = L.get<bool>(j, "ternary", where);
       op.relu6 = L.get<bool>(j, "relu6", where);
-      if (op.kind == OpKind::kConv) op.acc_shift = L.bounded(j, "acc_shift", where, 0, 24);
+      op.acc_shift = L.bounded(j, "acc_shift", where, 0, 24);
+      if (op.kind == OpKind::kConv) {
+        const int32_t lo = out.is_unsigned ? 0 : -128, hi = out.is_unsigned ? 255 : 127;
+        op.clamp_lo = static_cast<int32_t>(L.bounded(j, "clamp_lo", where, lo, hi));
+        op.clamp_hi = static_cast<int32_t>(L.bounded(j, "clamp_hi", where, op.clamp_lo, hi));
+      }
       if (op.in_channels % op.groups || op.out_channels % op.groups) L.fail(where + ": groups do not divide channels");
       if (in.channels != op.in_channels || out.channels != op.out_channels)
         L.fail(where + ": channel counts disagree with its activations");
@@ -320,13 +339,14 @@ IntModel decode_int_model(const std::string& bytes, const std::string& path) {
       op.weight_scale = L.tensor(op.name + ".weight_scale", torch::kFloat32, {op.out_channels});
       if (op.kind == OpKind::kConv) {
         op.multiplier = L.tensor(op.name + ".multiplier", torch::kInt32, {op.out_channels});
-        op.shift = L.tensor(op.name + ".shift", torch::kInt32, {op.out_channels});
+        op.right_shift = L.tensor(op.name + ".right_shift", torch::kInt32, {op.out_channels});
         if (op.multiplier.min().item<int32_t>() < 0) L.fail(where + ": negative multiplier");
-        if (op.shift.min().item<int32_t>() < -31 || op.shift.max().item<int32_t>() > 30)
-          L.fail(where + ": shift out of [-31, 30]");
+        if (op.right_shift.min().item<int32_t>() < 0 || op.right_shift.max().item<int32_t>() > 63)
+          L.fail(where + ": right_shift out of [0, 63]");
       } else {
         op.output_scale = L.tensor(op.name + ".output_scale", torch::kFloat32, {op.out_channels});
       }
+      check_accumulator_range(L, op, in, where);
     }
     defined[op.output] = true;
     m.ops.push_back(op);
@@ -340,4 +360,4 @@ IntModel decode_int_model(const std::string& bytes, const std::string& path) {
   return m;
 }
 
-}  // namespace prom::exporter
+}  // namespace prom::graph

@@ -1,0 +1,134 @@
+#include "lowering/lower.h"
+
+#include "core/error.h"
+#include "prom/version.h"
+#include "quant/int_layer.h"
+#include "quant/int_tensor_ops.h"
+
+namespace prom::lowering {
+namespace {
+
+using graph::Activation;
+using graph::IntModel;
+using graph::IntOp;
+using graph::OpKind;
+using model::NodeKind;
+
+// lower_layer with the export prefix on its errors.
+quant::IntLayer lower(const model::LayerInfo& info, const model::GraphNode& node,
+                      const std::vector<quant::ActivationQuantImpl*>& q) {
+  try {
+    return quant::lower_layer(info, quant::layer_io(node, q, info.name));
+  } catch (const ConfigError&) {
+    throw;
+  } catch (const Error& e) {
+    throw Error(std::string("cannot export: ") + e.what());
+  }
+}
+
+const quant::ActivationQuantImpl& quantizer_of(const std::vector<quant::ActivationQuantImpl*>& q, int tensor,
+                                               const std::string& what) {
+  if (!q.at(tensor) || !q[tensor]->initialized())
+    throw Error("cannot export: " + what + " is not quantized (int8 activations needed on every tensor)");
+  return *q[tensor];
+}
+
+IntOp conv_op(const model::LayerInfo& info, const model::GraphNode& node, quant::IntLayer l) {
+  IntOp op;
+  op.kind = node.kind == NodeKind::kLinear ? OpKind::kLinear : OpKind::kConv;
+  op.name = info.name;
+  op.role = info.role;
+  op.input = node.inputs[0];
+  op.output = node.output;
+  op.in_channels = info.in_channels;
+  op.out_channels = info.out_channels;
+  op.kernel = info.kernel;
+  op.stride = info.stride;
+  op.padding = info.padding;
+  op.groups = info.groups;
+  op.ternary = l.ternary;
+  op.relu6 = node.relu6;
+  op.weight = l.weight;
+  op.bias = l.bias;
+  op.acc_shift = l.acc_shift;
+  op.weight_scale = l.weight_scale;
+  if (op.kind == OpKind::kLinear) {
+    op.output_scale = l.output_scale;
+  } else {
+    op.multiplier = l.multiplier;
+    op.right_shift = l.right_shift;
+    op.clamp_lo = l.clamp_lo;
+    op.clamp_hi = l.clamp_hi;
+  }
+  return op;
+}
+
+}  // namespace
+
+IntModel lower_model(model::ClassifierModel& net, const ExportOptions& options) {
+  torch::NoGradGuard no_grad;
+  net.eval();
+  const auto& graph = net.graph();
+  const auto& layers = net.layers();
+  const auto q = quant::tensor_quantizers(net);
+  IntModel m;
+  m.arch = net.arch();
+  m.prom_version = PROM_VERSION;
+  m.classes = options.classes;
+  m.input_size = options.input_size;
+  m.preprocess = options.preprocess;
+  m.ternary_packing = options.ternary_packing;
+  // One activation per graph tensor, with the graph's ids.
+  const auto& in_q = quantizer_of(q, 0, "the model input");
+  m.activations.push_back({in_q.scale(), in_q.is_unsigned(), layers.at(graph.at(0).layer).in_channels,
+                           options.input_size, options.input_size});
+  for (const auto& node : graph) {
+    const Activation in = m.activations.at(node.inputs[0]);
+    Activation out = in;
+    if (node.kind == NodeKind::kConv || node.kind == NodeKind::kLinear) {
+      const auto& info = layers[node.layer];
+      IntOp op = conv_op(info, node, lower(info, node, q));
+      out.channels = info.out_channels;
+      if (node.kind == NodeKind::kConv) {
+        out.height = (in.height + 2 * info.padding - info.kernel) / info.stride + 1;
+        out.width = (in.width + 2 * info.padding - info.kernel) / info.stride + 1;
+        const auto& oq = quantizer_of(q, node.output, "the output of " + info.name);
+        out.scale = oq.scale();
+        out.is_unsigned = oq.is_unsigned();
+      } else {
+        out = {1.0, false, info.out_channels, 1, 1};  // int32 logits
+        m.output = node.output;
+      }
+      m.ops.push_back(std::move(op));
+    } else if (node.kind == NodeKind::kAdd) {
+      const auto& oq = quantizer_of(q, node.output, "a residual sum");
+      const auto& bq = quantizer_of(q, node.inputs[1], "a residual branch");
+      auto add = quant::lower_add(in.scale, bq.scale(), oq.scale(), oq.is_unsigned());
+      IntOp op;
+      op.kind = OpKind::kAdd;
+      op.input = node.inputs[0];
+      op.input2 = node.inputs[1];
+      op.output = node.output;
+      op.add_mult_a = add.mult_a;
+      op.add_mult_b = add.mult_b;
+      op.add_shift = add.shift;
+      out.scale = oq.scale();
+      out.is_unsigned = oq.is_unsigned();
+      m.ops.push_back(op);
+    } else {  // global average pooling: integer sums, rounded division, same grid
+      IntOp op;
+      op.kind = OpKind::kAvgPool;
+      op.input = node.inputs[0];
+      op.output = node.output;
+      out.height = out.width = 1;
+      m.ops.push_back(op);
+    }
+    m.activations.push_back(out);
+  }
+  if (m.output < 0) throw Error("cannot export: the model does not end with a linear classifier");
+  if (m.classes.empty())
+    for (int64_t c = 0; c < m.activations[m.output].channels; ++c) m.classes.push_back(std::to_string(c));
+  return m;
+}
+
+}  // namespace prom::lowering

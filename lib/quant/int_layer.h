@@ -1,0 +1,54 @@
+// From a quantized layer's float state (weight codes and scales, BatchNorm, activation scales) to the
+// integers that compute it: folded int32 biases with fractional bits, fixed-point multipliers, the
+// output clamp. The exact fake-quant forward and lowering both call `lower_layer`, so the model that
+// QAT evaluates and the integer model that ships compute with the same integers.
+#pragma once
+#include <torch/torch.h>
+
+#include <string>
+#include <vector>
+
+#include "model/layer.h"
+#include "quant/quantizers.h"
+
+namespace prom::quant {
+
+// Which activation quantizer owns each tensor of the model's graph (nullptr: a float tensor, or the
+// int32 logits). One quantizer per tensor: a tensor read twice (a residual block's input) is
+// quantized once.
+std::vector<ActivationQuantImpl*> tensor_quantizers(model::ClassifierModel& model);
+
+struct IntLayer {
+  std::string name;
+  bool is_linear = false, ternary = false;
+  torch::Tensor weight;       // int8 codes, the layer's weight shape; negated where the folded scale is
+                              // negative, zero on constant channels
+  torch::Tensor bias;         // int32 [out]: in units of 2^-acc_shift accumulator steps
+  int64_t acc_shift = 0;      // fractional bits of the bias
+  torch::Tensor multiplier;   // conv: int32 [out] (arith::FixedPointMultiplier)
+  torch::Tensor right_shift;  // conv: int32 [out]
+  int32_t clamp_lo = 0, clamp_hi = 0;  // conv: output codes (ReLU6 and the output grid)
+  torch::Tensor weight_scale;  // float32 [out]: real value of one weight step with BN folded (reference)
+  torch::Tensor output_scale;  // linear: float32 [out]: real value of one logit step (acc * 2^acc_shift + bias)
+  int64_t max_abs_accumulator = 0;  // range analysis: the largest |sum(codes * inputs)| any input can give
+  int64_t max_abs_biased = 0;       // ... and of acc * 2^acc_shift + bias: what the engine's int32 must hold
+};
+
+// The quantizers and scales around one layer.
+struct LayerQuantIO {
+  double input_scale = 1;  // float32 value of the input step
+  bool input_unsigned = false;
+  double output_scale = 1;  // conv: the step of the tensor it writes
+  bool output_unsigned = false;
+  bool relu6 = false;
+};
+
+// Throws prom::Error naming the layer when its weights or input are not quantized, or when a bias or
+// multiplier does not fit the integer formats (an overflowing layer is refused, never wrapped).
+IntLayer lower_layer(const model::LayerInfo& layer, const LayerQuantIO& io);
+
+// The quantization around the layer that node `node` of the graph computes.
+LayerQuantIO layer_io(const model::GraphNode& node, const std::vector<ActivationQuantImpl*>& quantizers,
+                      const std::string& layer_name);
+
+}  // namespace prom::quant

@@ -1,0 +1,125 @@
+#include "quant/int_tensor_ops.h"
+
+#include <ATen/Parallel.h>
+
+#include <cmath>
+
+namespace prom::quant {
+namespace {
+
+// A dense tensor (NCHW- or channels-last-contiguous) as it is, anything else made contiguous.
+torch::Tensor dense(const torch::Tensor& t) {
+  if (t.is_contiguous() || (t.dim() == 4 && t.is_contiguous(torch::MemoryFormat::ChannelsLast))) return t;
+  return t.contiguous();
+}
+
+bool channels_last(const torch::Tensor& t) {
+  return t.dim() == 4 && !t.is_contiguous() && t.is_contiguous(torch::MemoryFormat::ChannelsLast);
+}
+
+constexpr int64_t kGrain = 1 << 14;
+
+template <typename T>
+void requantize_cpu(const torch::Tensor& acc, const IntLayer& l, torch::Tensor& out) {
+  const int64_t channels = acc.size(1), n = acc.numel();
+  const int64_t inner = acc.dim() == 4 ? acc.size(2) * acc.size(3) : 1;
+  const bool last = channels_last(acc);
+  const T* a = acc.data_ptr<T>();
+  float* y = out.data_ptr<float>();
+  const int32_t* bias = l.bias.data_ptr<int32_t>();
+  const int32_t* mult = l.multiplier.data_ptr<int32_t>();
+  const int32_t* shift = l.right_shift.data_ptr<int32_t>();
+  const int acc_shift = static_cast<int>(l.acc_shift);
+  at::parallel_for(0, n, kGrain, [&](int64_t i0, int64_t i1) {
+    for (int64_t i = i0; i < i1; ++i) {
+      const int64_t c = last ? i % channels : (i / inner) % channels;
+      const auto v = static_cast<int64_t>(std::nearbyint(a[i]));
+      y[i] = static_cast<float>(
+          arith::requantize(v, acc_shift, bias[c], {mult[c], shift[c]}, l.clamp_lo, l.clamp_hi));
+    }
+  });
+}
+
+// The same with int64 tensor ops, for devices without our loops.
+torch::Tensor requantize_tensor_ops(const torch::Tensor& acc, const IntLayer& l) {
+  std::vector<int64_t> shape(acc.dim(), 1);
+  shape[1] = acc.size(1);
+  auto opts = torch::TensorOptions().dtype(torch::kInt64).device(acc.device());
+  auto per_channel = [&](const torch::Tensor& t) { return t.to(opts).reshape(shape); };
+  torch::Tensor pow2 = torch::pow(torch::full({}, 2, torch::kInt64), l.right_shift.to(torch::kInt64));
+  torch::Tensor v = torch::round(acc).to(torch::kInt64) * (int64_t{1} << l.acc_shift) + per_channel(l.bias);
+  torch::Tensor p = v * per_channel(l.multiplier);
+  torch::Tensor d = per_channel(pow2);
+  torch::Tensor q = torch::div(p, d, "floor");
+  torch::Tensor rem = p - q * d, half = torch::div(d, 2, "floor");
+  torch::Tensor up = rem.gt(half).logical_or(rem.eq(half).logical_and(q.remainder(2).eq(1)));
+  return (q + up.to(torch::kInt64)).clamp(l.clamp_lo, l.clamp_hi).to(torch::kFloat32);
+}
+
+}  // namespace
+
+torch::Tensor quantize_codes(const torch::Tensor& x_in, float scale, arith::CodeGrid grid) {
+  torch::Tensor x = dense(x_in.to(torch::kFloat32));
+  const float inv = 1.0f / scale;
+  if (!x.is_cpu()) return torch::clamp(torch::round(x * torch::full({}, inv, x.options())), grid.lo, grid.hi);
+  torch::Tensor out = torch::empty_like(x);
+  const float* src = x.data_ptr<float>();
+  float* dst = out.data_ptr<float>();
+  at::parallel_for(0, x.numel(), kGrain, [&](int64_t i0, int64_t i1) {
+    for (int64_t i = i0; i < i1; ++i) dst[i] = static_cast<float>(arith::quantize_to_code(src[i], inv, grid));
+  });
+  return out;
+}
+
+torch::Tensor requantize_codes(const torch::Tensor& acc_in, const IntLayer& layer) {
+  torch::Tensor acc = dense(acc_in);
+  if (!acc.is_cpu()) return requantize_tensor_ops(acc, layer);
+  torch::Tensor out = torch::empty_like(acc, acc.options().dtype(torch::kFloat32));
+  if (acc.scalar_type() == torch::kFloat64) requantize_cpu<double>(acc, layer, out);
+  else requantize_cpu<float>(acc.to(torch::kFloat32), layer, out);
+  return out;
+}
+
+IntAdd lower_add(double scale_a, double scale_b, double scale_out, bool out_unsigned) {
+  IntAdd add;
+  const double ratio_a = scale_a / scale_out, ratio_b = scale_b / scale_out;
+  add.shift = arith::add_shift_for(ratio_a, ratio_b);
+  add.mult_a = std::llround(std::ldexp(ratio_a, add.shift));
+  add.mult_b = std::llround(std::ldexp(ratio_b, add.shift));
+  const arith::CodeGrid grid = arith::activation_grid(out_unsigned);
+  add.clamp_lo = grid.lo;
+  add.clamp_hi = grid.hi;
+  return add;
+}
+
+torch::Tensor add_codes(const torch::Tensor& a_in, const torch::Tensor& b_in, const IntAdd& add) {
+  torch::Tensor a = dense(a_in.to(torch::kFloat32));
+  torch::Tensor b = b_in.to(torch::kFloat32).contiguous(a.suggest_memory_format());
+  if (!a.is_cpu()) {
+    torch::Tensor t = a.to(torch::kInt64) * add.mult_a + b.to(torch::kInt64) * add.mult_b;
+    const int64_t d = int64_t{1} << add.shift;
+    torch::Tensor q = torch::div(t, d, "floor"), rem = t - q * d;
+    torch::Tensor up = rem.gt(d / 2).logical_or(rem.eq(d / 2).logical_and(q.remainder(2).eq(1)));
+    if (add.shift == 0) up.zero_();
+    return (q + up.to(torch::kInt64)).clamp(add.clamp_lo, add.clamp_hi).to(torch::kFloat32);
+  }
+  torch::Tensor out = torch::empty_like(a);
+  const float *pa = a.data_ptr<float>(), *pb = b.data_ptr<float>();
+  float* y = out.data_ptr<float>();
+  at::parallel_for(0, a.numel(), kGrain, [&](int64_t i0, int64_t i1) {
+    for (int64_t i = i0; i < i1; ++i)
+      y[i] = static_cast<float>(arith::add_requantize(static_cast<int64_t>(pa[i]), static_cast<int64_t>(pb[i]),
+                                                      add.mult_a, add.mult_b, add.shift, add.clamp_lo, add.clamp_hi));
+  });
+  return out;
+}
+
+torch::Tensor average_pool_codes(const torch::Tensor& codes) {
+  const int64_t pixels = codes.size(2) * codes.size(3);
+  torch::Tensor sums = codes.to(torch::kInt64).sum({2, 3});
+  torch::Tensor q = torch::div(sums, pixels, "floor"), twice = 2 * (sums - q * pixels);
+  torch::Tensor up = twice.gt(pixels).logical_or(twice.eq(pixels).logical_and(q.remainder(2).eq(1)));
+  return (q + up.to(torch::kInt64)).to(torch::kFloat32);
+}
+
+}  // namespace prom::quant

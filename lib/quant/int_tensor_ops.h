@@ -1,0 +1,32 @@
+// The integer operations of lib/quant/arithmetic.h over whole tensors, for the exact fake-quant
+// forward: codes travel as float32 tensors holding integers (exact: |code| <= 255), so that
+// LibTorch's convolutions compute the integer accumulators. CPU tensors go through parallel loops
+// over the scalar functions; other devices through equivalent int64 tensor ops.
+#pragma once
+#include <torch/torch.h>
+
+#include "quant/arithmetic.h"
+#include "quant/int_layer.h"
+
+namespace prom::quant {
+
+// clamp(nearbyint(x * (1 / scale))) on `grid`, as float32 codes (the input image's quantization).
+torch::Tensor quantize_codes(const torch::Tensor& x, float scale, arith::CodeGrid grid);
+
+// Per output channel (dim 1), arith::requantize of integer-valued accumulators (float32 or float64,
+// any dense layout; values are rounded to the nearest integer first): float32 codes.
+torch::Tensor requantize_codes(const torch::Tensor& acc, const IntLayer& layer);
+
+// A residual add of two code tensors (arith::add_requantize).
+struct IntAdd {
+  int64_t mult_a = 0, mult_b = 0;
+  int shift = 0;
+  int32_t clamp_lo = 0, clamp_hi = 0;
+};
+IntAdd lower_add(double scale_a, double scale_b, double scale_out, bool out_unsigned);
+torch::Tensor add_codes(const torch::Tensor& a, const torch::Tensor& b, const IntAdd& add);
+
+// Global average pooling of codes [N, C, H, W] -> [N, C]: integer sums divided with ties to even.
+torch::Tensor average_pool_codes(const torch::Tensor& codes);
+
+}  // namespace prom::quant
