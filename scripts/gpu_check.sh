@@ -73,8 +73,13 @@ check_runtime() {
       grep -qaF "$v" "$stdcxx" ||
         die "$lib needs $v, which this machine's $stdcxx lacks (make DEPS_DIR on an older Debian, or use a newer GCC)" 1
     done
+    v=$(objdump -T "$lib" | grep -oE 'GLIBC_[0-9.]+[0-9]' | sort -uV | tail -1)
+    if [[ -n "$v" && -n "$glibc" && "$(printf '%s\n' "${v#GLIBC_}" "$glibc" | sort -V | tail -1)" != "$glibc" ]]; then
+      die "$lib needs $v, this machine has glibc $glibc (make DEPS_DIR on an older Debian)" 1
+    fi
   done
 }
+glibc=$(getconf GNU_LIBC_VERSION 2>/dev/null | awk '{ print $2 }')
 
 # CMake must find each package in DEPS_DIR, not elsewhere: a tiny project asks it.
 check_cmake_finds_deps() {
@@ -197,6 +202,10 @@ if ((built == 0)); then
   stage bench_float 90 bash -c bench
   stage bench_qat 90 bash -c 'bench --qat'
   stage bench_amp 90 bash -c "bench --amp ${PROM_GPU_AMP:-bf16}"
+else
+  for name in cuda_tests bench_float bench_qat bench_amp; do
+    summary+=("$(printf '%-12s %-10s %s' "$name" "NOT RUN" "prom did not build")")
+  done
 fi
 
 echo
