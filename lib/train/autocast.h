@@ -62,6 +62,10 @@ inline void set_dtype(c10::DeviceType type, at::ScalarType dtype) {
 
 }  // namespace autocast_detail
 
+// Kernels that CPU autocast needs on this LibTorch (1.13: ReLU6's in-place hardtanh in fp32, whose
+// backward has no bf16 CPU kernel there); nothing on LibTorch 2.x. Idempotent; AutocastScope calls it.
+void install_autocast_kernels();
+
 // Autocast to bf16 or fp16 on `device`'s type for its lifetime (nothing with Amp::kOff), like
 // torch.autocast: convolutions and matrix products run in the low precision, reductions and
 // losses in fp32. The previous state comes back at the end, and the cache of cast weights is
@@ -70,6 +74,7 @@ class AutocastScope {
  public:
   AutocastScope(Amp amp, const torch::Device& device) : type_(device.type()) {
     if (amp == Amp::kOff) return;
+    install_autocast_kernels();
     active_ = true;
     was_enabled_ = autocast_detail::enabled(type_);
     was_dtype_ = autocast_detail::dtype(type_);

@@ -270,11 +270,11 @@ TEST_CASE("bf16 autocast on a CPU trains: its loss falls like fp32's", "[train_c
   CHECK(a[2]["train_loss"] != b[2]["train_loss"]);  // bf16 did compute differently
 }
 
-// QAT from a float model with an EMA of decay 0.995 over 96 steps at a small learning rate: the
-// EMA weights stay close to the live ones, so their evaluations agree -- unless the EMA's
-// quantizer state is wrong (averaged from the placeholders of before the first batch, its ranges
-// would be 1 - 0.995^96 = 38% of the live ones and its accuracy collapse). 1024 evaluation images:
-// 0.5 points are 5 images.
+// W8A8 QAT from a trained float model with an EMA of decay 0.995 over 96 steps at a small
+// learning rate: the EMA weights stay close to the live ones, so their evaluations agree -- unless
+// the EMA's quantizer state is wrong. Averaged from the placeholders of before the first batch, its
+// ranges would be 1 - 0.995^96 = 38% of the live ones: the live model of this fixture with its
+// ranges scaled by 0.38 scores 55% instead of 97%. 1024 evaluation images: 0.5 points are 5 images.
 TEST_CASE("EMA of a QAT run evaluates within 0.5 points of the live model; prom-export --ema exports it",
           "[train_cli]") {
   TempDir dir("ema-qat");
@@ -283,9 +283,9 @@ TEST_CASE("EMA of a QAT run evaluates within 0.5 points of the live model; prom-
   auto fp = run_command(train_cmd("--config " + cfg + eval + " --set run.name=float --set train.epochs=5"));
   REQUIRE(fp.exit_code == 0);
   const std::string float_ckpt = dir.path() + "/runs/float/last.safetensors";
-  auto qat_cfg = dir.write("qat.yaml", "base: [" + cfg + ", " + source("configs/policies/prom.yaml") + "]\n");
+  auto qat_cfg = dir.write("qat.yaml", "base: [" + cfg + ", " + source("configs/policies/w8a8.yaml") + "]\n");
   auto qat = run_command(train_cmd("--config " + qat_cfg + eval + " --set run.name=qat --set train.epochs=3" +
-                                   " --set model.init=" + float_ckpt + " --set optim.lr=0.0001" +
+                                   " --set model.init=" + float_ckpt + " --set optim.lr=0.00001" +
                                    " --set schedule.name=constant --set schedule.warmup_epochs=0" +
                                    " --set train.ema.enabled=true --set train.ema.decay=0.995"));
   INFO(qat.output);
@@ -294,7 +294,7 @@ TEST_CASE("EMA of a QAT run evaluates within 0.5 points of the live model; prom-
   REQUIRE(epochs.size() == 3);
   const double live = epochs.back()["eval_top1"].get<double>(), ema = epochs.back()["ema_eval_top1"].get<double>();
   WARN("QAT eval top-1: live " << live << "%, EMA " << ema << "%");
-  CHECK(live > 40.0);  // a trained model (4 classes): the comparison is not between two random guesses
+  CHECK(live > 90.0);  // a trained model (4 classes): the comparison is not between two random guesses
   CHECK(std::abs(live - ema) <= 0.5);
 
   const std::string ckpt = dir.path() + "/runs/qat/last.safetensors";
