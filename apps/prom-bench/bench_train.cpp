@@ -15,6 +15,8 @@
 #include "core/error.h"
 #include "model/registry.h"
 #include "quant/policy.h"
+#include "train/autocast.h"
+#include "train/grad_scaler.h"
 #include "train/loss.h"
 #include "train/optimizer.h"
 
@@ -39,6 +41,7 @@ BenchModel make_bench_model(const Case& c, const TrainBenchOptions& o, const con
   mc.width_mult = o.width_mult;
   BenchModel b;
   b.model = model::create_model(mc);
+  b.model->to(torch::Device(o.device));
   model::to_channels_last(*b.model);
   if (quant != nullptr) quant::apply_policy(*b.model, *quant);
   b.model->train();
@@ -51,41 +54,62 @@ BenchModel make_bench_model(const Case& c, const TrainBenchOptions& o, const con
   return b;
 }
 
-// The trainer's step: the same calls lib/train/trainer.cpp makes per iteration.
+// The trainer's step (lib/train/train_step.cpp): forward under autocast with --amp, the loss in
+// fp32, backward (fp16: of the scaled loss, then the unscale and its finite check), the update. The
+// trainer reads nothing back per step; on CUDA each phase ends with a synchronize so that it can
+// be timed.
 StepTimes prom_step_ms(const Case& c, const TrainBenchOptions& o, const config::QuantConfig* quant) {
   BenchModel bench = make_bench_model(c, o, quant);
   auto& model = bench.model;
   train::Optimizer& opt = *bench.optimizer;
-  torch::Tensor x = torch::randn({c.batch, 3, c.size, c.size}).contiguous(torch::MemoryFormat::ChannelsLast);
-  torch::Tensor y = torch::randint(0, c.classes, {c.batch}, torch::kInt64);
+  const torch::Device device(o.device);
+  const train::Amp amp = train::parse_amp(o.amp);
+  train::GradScaler scaler;
+  std::vector<torch::Tensor> params;
+  for (const auto& p : opt.params()) params.push_back(p.param);
+  torch::Tensor x = torch::randn({c.batch, 3, c.size, c.size}).contiguous(torch::MemoryFormat::ChannelsLast).to(device);
+  torch::Tensor y = torch::randint(0, c.classes, {c.batch}, torch::kInt64).to(device);
+  auto sync = [&] {
+    if (device.is_cuda()) torch::cuda::synchronize();
+  };
+  auto step = [&](std::vector<Clock::time_point>* t) {
+    auto mark = [&] {
+      sync();
+      if (t != nullptr) t->push_back(Clock::now());
+    };
+    mark();
+    opt.zero_grad();
+    torch::Tensor logits;
+    {
+      train::AutocastScope autocast(amp, device);
+      logits = model->forward(x);
+    }
+    torch::Tensor loss = train::classification_loss(logits.to(torch::kFloat32), y, 0.0);
+    mark();
+    (amp == train::Amp::kFp16 ? scaler.scale_loss(loss) : loss).backward();
+    mark();
+    const bool finite = amp != train::Amp::kFp16 || scaler.unscale(params);
+    if (finite) opt.step();
+    if (amp == train::Amp::kFp16) scaler.update(finite);
+    mark();
+  };
   std::vector<double> total, forward, backward, update;
   auto ms = [](Clock::time_point a, Clock::time_point b) {
     return std::chrono::duration<double, std::milli>(b - a).count();
   };
   for (int i = 0; i < o.warmup + o.iters; ++i) {
-    auto t0 = Clock::now();
-    opt.zero_grad();
-    torch::Tensor loss = train::classification_loss(model->forward(x), y, 0.0);
-    loss.item<double>();  // the trainer reads the loss every step (NaN check)
-    auto t1 = Clock::now();
-    loss.backward();
-    auto t2 = Clock::now();
-    opt.step();
-    auto t3 = Clock::now();
+    std::vector<Clock::time_point> t;
+    step(&t);
     if (i < o.warmup) continue;
-    total.push_back(ms(t0, t3));
-    forward.push_back(ms(t0, t1));
-    backward.push_back(ms(t1, t2));
-    update.push_back(ms(t2, t3));
+    total.push_back(ms(t[0], t[3]));
+    forward.push_back(ms(t[0], t[1]));
+    backward.push_back(ms(t[1], t[2]));
+    update.push_back(ms(t[2], t[3]));
   }
   if (!o.profile.empty()) {
     std::string path = o.profile + (quant != nullptr ? ".qat" : ".float") + "." + std::to_string(c.size) + ".json";
     torch::autograd::profiler::RecordProfile guard(path);
-    opt.zero_grad();
-    torch::Tensor loss = train::classification_loss(model->forward(x), y, 0.0);
-    loss.item<double>();
-    loss.backward();
-    opt.step();
+    step(nullptr);
   }
   return {median(total), median(forward), median(backward), median(update)};
 }
@@ -157,15 +181,59 @@ CLI::App* add_train_command(CLI::App& cli, TrainBenchOptions& o) {
   c->add_option("--policy", o.policy, "--qat: quantization policy (default: configs/policies/prom.yaml)");
   c->add_option("--profile", o.profile, "profile one more prom step: chrome traces PREFIX.{qat,float}.SIZE.json");
   c->add_option("--qat-script", o.qat_script, "--qat: torch.ao's side (default: scripts/bench_qat_torchvision.py)");
+  c->add_option("--amp", o.amp, "prom's step under autocast (train.amp) beside its fp32 step: off, bf16 or fp16 (CUDA)")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"off", "bf16", "fp16"}));
+  c->add_option("--device", o.device, "where prom's side runs: cpu or cuda")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"cpu", "cuda"}));
   return c;
 }
 
+namespace {
+
+void check_device_and_amp(const TrainBenchOptions& o) {
+  if (o.device == "cuda" && !torch::cuda::is_available())
+    throw ConfigError("--device cuda: CUDA is not available here (no GPU visible, or a CPU-only LibTorch)");
+  if (o.amp == "fp16" && o.device != "cuda")
+    throw ConfigError("--amp fp16: needs --device cuda (fp16 autocast and loss scaling are CUDA-only; use bf16 on a CPU)");
+  if (o.qat && (o.amp != "off" || o.device != "cpu"))
+    throw ConfigError("--qat: measured on the CPU in fp32 only; drop --amp/--device");
+}
+
+// `prom-bench train --amp`/`--device cuda`: prom's fp32 and AMP steps side by side (the Python
+// reference measures fp32 on the CPU only).
+int run_amp_bench(const TrainBenchOptions& o, int threads) {
+  std::printf("SKIPPED torchvision reference: %s measures fp32 on the CPU; prom's fp32 and %s steps on %s instead\n",
+              o.script.c_str(), o.amp.c_str(), o.device.c_str());
+  std::printf("prom-bench train: MobileNetV2 %.2g on %s, SGD step (forward, loss, backward, update), %d thread(s), "
+              "median of %d steps\n", o.width_mult, o.device.c_str(), threads, o.iters);
+  std::printf("%-16s %12s %12s %10s\n", "case", "fp32 ms", (o.amp + " ms").c_str(), "amp/fp32");
+  const Case cases[] = {{32, 224, 1000}, {128, 32, 10}};
+  for (const Case& c : cases) {
+    char name[32];
+    std::snprintf(name, sizeof name, "%lldx%lld px", static_cast<long long>(c.batch), static_cast<long long>(c.size));
+    TrainBenchOptions fp32 = o;
+    fp32.amp = "off";
+    const StepTimes f = prom_step_ms(c, fp32), a = prom_step_ms(c, o);
+    std::printf("%-16s %12.1f %12.1f %10.2f\n", name, f.total, a.total, a.total / f.total);
+    std::printf("%-16s %s: forward+loss %.1f, backward %.1f, update %.1f ms\n", "", o.amp.c_str(), a.forward, a.backward,
+                a.update);
+    std::fflush(stdout);
+  }
+  return 0;
+}
+
+}  // namespace
+
 int run_train_bench(const TrainBenchOptions& options) {
+  check_device_and_amp(options);
   if (options.qat) return run_qat_bench(options);
   TrainBenchOptions o = options;
   if (o.script.empty()) o.script = std::string(PROM_BENCH_SCRIPTS) + "/bench_train_torchvision.py";
   set_threads(o.threads);
   const int threads = build_info().threads;
+  if (o.amp != "off" || o.device != "cpu") return run_amp_bench(o, threads);
   if (o.width_mult != 1.0 && !o.skip_torchvision)
     throw ConfigError("--width: torchvision's side runs width 1.0 only; add --skip-torchvision");
   std::printf("prom-bench train: MobileNetV2 %.2g, SGD step (forward, loss, backward, update), %d thread(s), "

@@ -26,6 +26,8 @@ struct TrainBenchOptions {
   std::string policy;       // --qat: the quantization policy (default: configs/policies/prom.yaml)
   std::string qat_script;   // --qat: torch.ao's side (default: scripts/bench_qat_torchvision.py)
   std::string profile;      // one more step of prom's under LibTorch's profiler, as a chrome trace here
+  std::string amp = "off";  // --amp bf16|fp16: prom's step under autocast (train.amp), beside its fp32 step
+  std::string device = "cpu";  // --device cuda: prom's side on the GPU
 };
 
 struct TrainCase {
