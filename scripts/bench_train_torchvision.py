@@ -1,10 +1,11 @@
 #!/usr/bin/python3
 """The torchvision side of `prom-bench train`: ms per training step of torchvision's mobilenet_v2.
 
-Same step as prom's: forward, cross-entropy (the loss read every step, as prom's loop does),
-backward, SGD (momentum 0.9, weight decay 4e-5), on random data, in both memory formats. Prints one
-JSON object on stdout. Run by prom-bench with Debian's /usr/bin/python3 (python3-torch,
-python3-torchvision). bench_qat_torchvision.py reuses time_steps() and run().
+Same step as prom's: forward, cross-entropy (not read back: prom's step reads nothing either),
+backward, SGD (momentum 0.9, weight decay 4e-5), on random data, in both memory formats (prom-bench
+compares with the faster, named in "faster_format"). Prints one JSON object on stdout. Run by
+prom-bench with Debian's /usr/bin/python3 (python3-torch, python3-torchvision), with prom's tcmalloc
+in LD_PRELOAD. bench_qat_torchvision.py reuses time_steps().
 """
 import argparse
 import json
@@ -27,7 +28,6 @@ def time_steps(model, batch, size, classes, warmup, iters, channels_last):
         t0 = time.perf_counter()
         opt.zero_grad(set_to_none=True)
         loss = loss_fn(model(x), y)
-        loss.item()
         loss.backward()
         opt.step()
         if i >= warmup:
@@ -36,8 +36,8 @@ def time_steps(model, batch, size, classes, warmup, iters, channels_last):
     return 1000.0 * times[len(times) // 2]
 
 
-def run(make_model, extra=None):
-    """Parses prom-bench's arguments, times make_model(classes) in both formats, prints JSON."""
+def arguments():
+    """The arguments prom-bench passes (bench_qat_torchvision.py adds its own)."""
     p = argparse.ArgumentParser()
     p.add_argument("--batch", type=int, required=True)
     p.add_argument("--size", type=int, required=True)
@@ -45,12 +45,18 @@ def run(make_model, extra=None):
     p.add_argument("--threads", type=int, required=True)
     p.add_argument("--warmup", type=int, default=2)
     p.add_argument("--iters", type=int, default=5)
-    a = p.parse_args()
+    return p
+
+
+def run(make_model, extra=None):
+    """Parses prom-bench's arguments, times make_model(classes) in both formats, prints JSON."""
+    a = arguments().parse_args()
     torch.set_num_threads(a.threads)
     out = {"torch": torch.__version__, "torchvision": torchvision.__version__, **(extra or {})}
     for name, cl in (("contiguous_ms", False), ("channels_last_ms", True)):
         torch.manual_seed(0)
         out[name] = time_steps(make_model(a.classes), a.batch, a.size, a.classes, a.warmup, a.iters, cl)
+    out["faster_format"] = "channels_last" if out["channels_last_ms"] < out["contiguous_ms"] else "contiguous"
     print(json.dumps(out))
 
 

@@ -1,7 +1,8 @@
 // `prom-bench infer`: batch-1 latency at 224 x 224 of prom's integer engine on a PROM MobileNetV2
 // 1.0 (1000 classes), against LibTorch fp32 eval of the same float architecture and torch.ao's int8
-// mobilenet_v2 under QNNPACK in Python, in the same run on the same threads. Also the ternary
-// kernel's throughput: additions executed by the ternary layers per second spent in them.
+// mobilenet_v2 under the onednn and the qnnpack engines in Python (tcmalloc preloaded as in prom), in
+// the same run on the same threads. Also the ternary kernel's throughput: additions executed by the
+// ternary layers per second spent in them.
 #pragma once
 #include <CLI/CLI.hpp>
 #include <string>

@@ -20,6 +20,7 @@
 #include "data/decode.h"
 #include "data/image_source.h"
 #include "data/photo_like.h"
+#include "python_ref.h"
 
 namespace prom::bench {
 namespace fs = std::filesystem;
@@ -132,7 +133,9 @@ Rate prom_rate(const std::string& dir, bool train, int threads, int64_t batch) {
 }
 
 Rate torchvision_rate(const LoaderBenchOptions& o, const std::string& dir, bool train, int threads) {
-  std::string cmd = o.python + " " + o.script + " --dir " + dir + "/train --preset " + (train ? "train" : "eval") +
+  note_python_allocator();  // python_ref.h: the Python side runs with prom's allocator
+  std::string cmd = python_allocator_env() + o.python + " " + o.script + " --dir " + dir + "/train --preset " +
+                    (train ? "train" : "eval") +
                     " --workers " + std::to_string(threads) + " --batch-size " + std::to_string(o.batch_size) +
                     " --epochs " + std::to_string(kTimedEpochs) + " 2>&1";
   FILE* pipe = ::popen(cmd.c_str(), "r");

@@ -14,6 +14,7 @@
 #include "core/build_info.h"
 #include "core/error.h"
 #include "model/registry.h"
+#include "python_ref.h"
 #include "quant/policy.h"
 #include "train/autocast.h"
 #include "train/grad_scaler.h"
@@ -134,7 +135,8 @@ config::QuantConfig load_policy(const std::string& path) {
 }
 
 nlohmann::json run_python_json(const std::string& command, const std::string& script) {
-  std::string cmd = command + " 2>&1";
+  note_python_allocator();  // python_ref.h: the Python side runs with prom's allocator
+  std::string cmd = python_allocator_env() + command + " 2>&1";
   FILE* pipe = ::popen(cmd.c_str(), "r");
   if (pipe == nullptr) throw Error(script + ": cannot run " + command);
   std::string out;

@@ -50,6 +50,7 @@ int main(int argc, char** argv) {
     }
     // Data-parallel when launched by torchrun, srun, a PyTorchJob or scripts/launch_local.sh.
     const prom::dist::WorldInfo world = prom::dist::detect_world();
+    if (world.rank == 0) std::cout << "prom-train: " << prom::app::apply_threads(config) << std::endl;
     options.local_rank = world.local_rank;
     const torch::Device device = prom::train::resolve_device(config.run.device, world.local_rank);
     const bool cuda = device.is_cuda();

@@ -8,6 +8,8 @@
 
 #include "core/build_info.h"
 #include "core/error.h"
+#include "core/thread_defaults.h"
+#include "distributed/backend.h"
 #ifdef PROM_WITH_DATA
 #include "data/opencv_info.h"
 #endif
@@ -54,6 +56,8 @@ std::string version_text(const std::string& prog) {
 #endif
       << "  threads:   " << b.threads << " intra-op, " << b.interop_threads << " inter-op ("
       << available_cores() << " cores available)\n"
+      << "  defaults:  " << choose_threads(0, 0, available_cores()).why << " (for run.threads: 0, data.workers: 0)\n"
+      << "  NCCL:      " << dist::nccl_version_text() << "\n"
       << "  BLAS:      " << b.blas << "\n"
       << "  allocator: " << b.allocator << "\n";
   return out.str();
@@ -77,8 +81,14 @@ config::Config load_config(const ConfigFlags& flags) {
   config::Config c = config::load_config(flags.config_path, flags.overrides);
   note_config_source(c.source);
   if (flags.threads >= 0) c.run.threads = flags.threads;
-  set_threads(c.run.threads);
+  apply_threads(c);
   return c;
+}
+
+std::string apply_threads(const config::Config& config) {
+  const ThreadChoice choice = choose_threads(config.run.threads, config.data.workers, available_cores());
+  set_threads(choice.compute);
+  return "threads: " + choice.why;
 }
 
 int run(CLI::App& app, int argc, char** argv, const std::function<int()>& body) {
@@ -97,7 +107,7 @@ int run(CLI::App& app, int argc, char** argv, const std::function<int()>& body) 
   }
   try {
     if (show_version) {
-      set_threads(0);
+      set_threads(choose_threads(0, 0, available_cores()).compute);
       std::cout << version_text(prog);
       return kExitOk;
     }

@@ -24,8 +24,13 @@ std::string version_text(const std::string& prog);
 // Adds --config, --set, --print-config and --threads.
 void add_config_flags(CLI::App& app, ConfigFlags& flags, bool config_required);
 
-// Loads the config named by the flags and sets LibTorch's thread count from it.
+// Loads the config named by the flags and sets LibTorch's thread count from it (apply_threads).
 config::Config load_config(const ConfigFlags& flags);
+
+// Sets LibTorch's intra-op threads from run.threads; 0 shares the cores among the ranks a launcher
+// started on this node, or follows OMP_NUM_THREADS (core/thread_defaults.h). Returns the one
+// line that says what was chosen and why, compute and decode threads: "threads: 8 compute (...), ...".
+std::string apply_threads(const config::Config& config);
 
 // Remembers the file the process's config came from (a YAML file, a run's config.yaml or a
 // checkpoint's embedded config): run() names it in front of a ConfigKeyError. load_config calls it.

@@ -50,7 +50,7 @@ ModelFile read_model_file(const std::string& checkpoint, const ConfigFlags& flag
   if (flags.config_path.empty()) {
     out.config = embedded_config(checkpoint, ckpt.config_yaml, flags.overrides);
     if (flags.threads >= 0) out.config.run.threads = flags.threads;
-    set_threads(out.config.run.threads);
+    apply_threads(out.config);
     note_config_source(checkpoint + ": embedded config");
   } else {
     out.config = load_config(flags);

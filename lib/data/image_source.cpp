@@ -26,6 +26,7 @@
 
 #include "core/build_info.h"
 #include "core/error.h"
+#include "core/thread_defaults.h"
 #include "data/dataset.h"
 #include "data/decode.h"
 #include "data/prefetch.h"
@@ -70,7 +71,8 @@ class ImageSource : public BatchSource {
     // is smaller than one batch.
     if (options_.split == Split::kTrain && shard_size_ >= options_.batch_size)
       shard_size_ -= shard_size_ % options_.batch_size;
-    const int workers = data_.workers > 0 ? data_.workers : available_cores();
+    // data.workers 0: this rank's share of the cores (core/thread_defaults.h).
+    const int workers = decode_threads(data_.workers, available_cores());
     // At least one batch in flight per worker, or some would idle.
     const int depth = std::max(data_.prefetch_batches, workers);
     pool_ = std::make_unique<OrderedPrefetcher<BatchResult>>(workers, depth, [] {

@@ -9,6 +9,7 @@
 #include <utility>
 
 #include "core/error.h"
+#include "distributed/backend.h"
 
 // The process groups are compiled where the build found their headers (lib/CMakeLists.txt):
 // PROM_WITH_GLOO (defines USE_C10D_GLOO) and PROM_WITH_NCCL (USE_C10D_NCCL, CUDA builds only).
@@ -75,14 +76,8 @@ std::string Comm::where(const std::string& what) const {
 std::shared_ptr<Comm> Comm::connect(const WorldInfo& world, const config::DistConfig& config,
                                     const torch::Device& device) {
   const auto timeout = std::chrono::milliseconds(static_cast<int64_t>(config.timeout_s * 1000.0));
-  std::string backend = config.backend;
-  if (backend == "auto") {
-#ifdef PROM_WITH_NCCL
-    backend = device.is_cuda() ? "nccl" : "gloo";
-#else
-    backend = "gloo";
-#endif
-  }
+  // Before the rendezvous: a job that cannot run as asked stops at once, on every rank.
+  const std::string backend = choose_backend(config.backend, device.is_cuda(), world.world_size, compiled_backends());
   auto impl = std::make_unique<Impl>();
   WorldInfo w = world;
   auto fail = [&](const std::string& what) {
@@ -108,8 +103,6 @@ std::shared_ptr<Comm> Comm::connect(const WorldInfo& world, const config::DistCo
   try {
     if (backend == "nccl") {
 #ifdef PROM_WITH_NCCL
-      if (!device.is_cuda())
-        throw ConfigKeyError("dist.backend: nccl needs a CUDA device (run.device is " + device.str() + ")");
       // Without asynchronous error handling a NCCL collective whose peer died blocks forever.
       setenv("TORCH_NCCL_ASYNC_ERROR_HANDLING", "1", 0);
       setenv("NCCL_ASYNC_ERROR_HANDLING", "1", 0);
@@ -119,7 +112,7 @@ std::shared_ptr<Comm> Comm::connect(const WorldInfo& world, const config::DistCo
       impl->group = c10::make_intrusive<c10d::ProcessGroupNCCL>(impl->store, w.rank, w.world_size, o);
       impl->device = device;
 #else
-      throw ConfigKeyError("dist.backend: nccl, but this build has no NCCL (a CUDA LibTorch with NCCL is needed)");
+      throw Error("dist: no NCCL in this build");  // choose_backend() ruled this out
 #endif
     } else {
 #ifdef PROM_WITH_GLOO
@@ -133,7 +126,7 @@ std::shared_ptr<Comm> Comm::connect(const WorldInfo& world, const config::DistCo
       impl->group = c10::make_intrusive<c10d::ProcessGroupGloo>(impl->store, w.rank, w.world_size, o);
       impl->device = torch::Device(torch::kCPU);
 #else
-      throw ConfigKeyError("dist.backend: gloo, but this build has no Gloo (install libgloo-dev and reconfigure)");
+      throw Error("dist: no Gloo in this build");  // choose_backend() ruled this out
 #endif
     }
   } catch (const ConfigError&) {

@@ -21,7 +21,8 @@ namespace prom::dist {
 class Comm {
  public:
   // Joins the job (blocks until all world_size ranks arrived or the timeout passed).
-  // config.backend: auto picks NCCL for a CUDA device when built with it, else Gloo.
+  // config.backend: see choose_backend() (distributed/backend.h): NCCL on CUDA, Gloo on CPU or when
+  // asked for; a CUDA job without NCCL is a ConfigKeyError before the rendezvous.
   static std::shared_ptr<Comm> connect(const WorldInfo& world, const config::DistConfig& config,
                                        const torch::Device& device);
   ~Comm();

@@ -10,6 +10,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <ATen/CPUGeneratorImpl.h>
+
 #include "support/catch.h"
 #include <chrono>
 #include <cmath>
@@ -20,7 +22,10 @@
 #include <nlohmann/json.hpp>
 #include <thread>
 
+#include "core/build_info.h"
 #include "core/error.h"
+#include "core/thread_defaults.h"
+#include "distributed/backend.h"
 #include "distributed/comm.h"
 #include "distributed/world.h"
 #include "support/command.h"
@@ -41,6 +46,9 @@ prom::dist::WorldInfo world_of(const std::map<std::string, std::string>& env) {
     return it == env.end() ? nullptr : it->second.c_str();
   });
 }
+
+// A CPU generator of its own (not torch's global one, which every thread shares).
+at::Generator generator(uint64_t seed) { return at::make_generator<at::CPUGeneratorImpl>(seed); }
 
 // A port nobody listens on right now (the kernel's choice for port 0).
 int free_port() {
@@ -174,6 +182,92 @@ TEST_CASE("rank and world come from torchrun's or SLURM's variables", "[dist]") 
   CHECK_THROWS_AS(prom::dist::per_rank_batch(250, 4), prom::ConfigError);
 }
 
+TEST_CASE("a CUDA job with several ranks uses NCCL, and without it stops unless gloo is asked for", "[dist]") {
+  using prom::dist::choose_backend;
+  const prom::dist::BackendBuild both{true, true}, gloo_only{false, true}, none{false, false};
+  auto error_of = [](auto&& call) {
+    try {
+      call();
+    } catch (const prom::ConfigKeyError& e) {  // exit 2, the key named
+      return std::string(e.what());
+    }
+    return std::string("no error");
+  };
+  CHECK(choose_backend("auto", true, 2, both) == "nccl");
+  CHECK(choose_backend("auto", false, 2, both) == "gloo");
+  CHECK(choose_backend("auto", false, 8, gloo_only) == "gloo");
+  CHECK(choose_backend("gloo", true, 2, gloo_only) == "gloo");  // asked for by name: allowed on CUDA
+  CHECK(choose_backend("gloo", true, 2, both) == "gloo");
+  CHECK(choose_backend("nccl", true, 4, both) == "nccl");
+  CHECK(choose_backend("auto", true, 1, gloo_only) == "gloo");  // one rank: no collective runs
+  const std::string no_nccl = error_of([&] { choose_backend("auto", true, 2, gloo_only); });
+  CHECK_THAT(no_nccl, Contains("dist.backend: auto on CUDA with 2 ranks needs NCCL, but this build has none"));
+  CHECK_THAT(no_nccl, Contains("set dist.backend: gloo"));
+  CHECK(no_nccl.find('\n') == std::string::npos);
+  CHECK_THAT(error_of([&] { choose_backend("nccl", true, 2, gloo_only); }),
+             Contains("dist.backend: nccl, but this build has no NCCL"));
+  CHECK_THAT(error_of([&] { choose_backend("nccl", false, 2, both); }),
+             Contains("dist.backend: nccl needs a CUDA device (run.device is cpu)"));
+  CHECK_THAT(error_of([&] { choose_backend("gloo", false, 2, none); }),
+             Contains("dist.backend: gloo, but this build has no Gloo"));
+  CHECK_THAT(error_of([&] { choose_backend("auto", false, 2, none); }), Contains("needs Gloo"));
+  // This build's own answer, as --version prints it.
+  const auto built = prom::dist::compiled_backends();
+  const auto version = run_command(bin("prom-train") + " --version");
+  REQUIRE(version.exit_code == 0);
+  CHECK_THAT(version.output, Contains(built.nccl ? "  NCCL:      2." : "  NCCL:      not built in"));
+}
+
+TEST_CASE("under a launcher, 0 threads means this rank's share of the cores, or OMP_NUM_THREADS", "[dist]") {
+  auto choose = [](int threads, int workers, int cores, const std::map<std::string, std::string>& env) {
+    return prom::choose_threads(threads, workers, cores, [&](const char* name) -> const char* {
+      auto it = env.find(name);
+      return it == env.end() ? nullptr : it->second.c_str();
+    });
+  };
+  auto alone = choose(0, 0, 16, {});
+  CHECK((alone.compute == 16 && alone.decode == 16));
+  CHECK(alone.why == "16 compute (all 16 cores), 16 decode (all 16 cores)");
+  auto torchrun = choose(0, 0, 16, {{"LOCAL_WORLD_SIZE", "4"}, {"SLURM_NTASKS_PER_NODE", "8"}});
+  CHECK((torchrun.compute == 4 && torchrun.decode == 4));  // LOCAL_WORLD_SIZE wins
+  CHECK(torchrun.why == "4 compute (16 cores / 4 local ranks (LOCAL_WORLD_SIZE)), 4 decode (16 cores / 4 local "
+                        "ranks (LOCAL_WORLD_SIZE))");
+  auto slurm = choose(0, 0, 16, {{"SLURM_NTASKS_PER_NODE", "8"}});
+  CHECK((slurm.compute == 2 && slurm.decode == 2));
+  auto crowded = choose(0, 0, 2, {{"LOCAL_WORLD_SIZE", "8"}});
+  CHECK((crowded.compute == 1 && crowded.decode == 1));  // at least one thread
+  auto omp = choose(0, 0, 16, {{"LOCAL_WORLD_SIZE", "4"}, {"OMP_NUM_THREADS", "3,1"}});
+  CHECK((omp.compute == 3 && omp.decode == 4));  // OMP_NUM_THREADS is for compute; its first level
+  CHECK_THAT(omp.why, Contains("3 compute (OMP_NUM_THREADS=3,1)"));
+  auto set = choose(6, 5, 16, {{"LOCAL_WORLD_SIZE", "4"}, {"OMP_NUM_THREADS", "3"}});
+  CHECK((set.compute == 6 && set.decode == 5));  // explicit values win
+  CHECK(set.why == "6 compute (run.threads), 5 decode (data.workers)");
+  CHECK_THROWS_WITH(choose(0, 0, 16, {{"LOCAL_WORLD_SIZE", "four"}}),
+                    "LOCAL_WORLD_SIZE='four': expected a whole number of processes >= 1");
+  CHECK_THROWS_WITH(choose(0, 0, 16, {{"OMP_NUM_THREADS", "0"}}),
+                    "OMP_NUM_THREADS='0': expected a whole number of threads >= 1");
+
+  // The real binaries: --version and the start of a run say what they chose.
+  const int cores = prom::available_cores();
+  const std::string share = std::to_string(std::max(1, cores / 2));
+  auto v = run_command("env -u OMP_NUM_THREADS LOCAL_WORLD_SIZE=2 " + bin("prom-train") + " --version");
+  REQUIRE(v.exit_code == 0);
+  CHECK_THAT(v.output, Contains("  threads:   " + share + " intra-op"));
+  CHECK_THAT(v.output, Contains(share + " compute (" + std::to_string(cores) + " cores / 2 local ranks (LOCAL_WORLD_SIZE))"));
+  v = run_command("OMP_NUM_THREADS=3 LOCAL_WORLD_SIZE=2 " + bin("prom-train") + " --version");
+  CHECK_THAT(v.output, Contains("  threads:   3 intra-op"));
+  v = run_command("LOCAL_WORLD_SIZE=two " + bin("prom-train") + " --version");
+  CHECK(v.exit_code == 2);
+  CHECK_THAT(v.output, Contains("prom-train: error: LOCAL_WORLD_SIZE='two'"));
+  TempDir dir("dist-threads");
+  auto run = run_command("env -u OMP_NUM_THREADS SLURM_NTASKS_PER_NODE=2 " + bin("prom-train") + " --config " +
+                         dist_config(dir) + " --set run.threads=0 --set data.synthetic.samples=32 --set train.epochs=1");
+  INFO(run.output);
+  REQUIRE(run.exit_code == 0);
+  CHECK_THAT(run.output, Contains("prom-train: threads: " + share + " compute (" + std::to_string(cores) +
+                                  " cores / 2 local ranks (SLURM_NTASKS_PER_NODE))"));
+}
+
 TEST_CASE("bucketed all-reduce averages gradients over 2 ranks, overlapped with backward or after it", "[dist]") {
   // Two ranks as two threads of this process, each with its own TCPStore client and Gloo group.
   const int port = free_port();
@@ -192,17 +286,18 @@ TEST_CASE("bucketed all-reduce averages gradients over 2 ranks, overlapped with 
         prom::config::DistConfig c;
         c.timeout_s = 20;
         auto comm = prom::dist::Comm::connect(w, c, torch::Device(torch::kCPU));
-        torch::manual_seed(1);  // the same parameters on both ranks ...
-        std::vector<torch::Tensor> params = {torch::randn({5}).requires_grad_(),
-                                             torch::randn({2, 3, 4, 4}).contiguous(torch::MemoryFormat::ChannelsLast)
-                                                 .requires_grad_(),
-                                             torch::randn({3}).requires_grad_(),  // unused on rank 1
-                                             torch::randn({300, 7}).requires_grad_()};
+        // Each rank draws from its own generators: torch's global one is shared by both threads, and
+        // their interleaving would change the values the checks below recompute.
+        auto param_gen = generator(1);  // the same parameters on both ranks ...
+        std::vector<torch::Tensor> params = {
+            torch::randn({5}, param_gen).requires_grad_(),
+            torch::randn({2, 3, 4, 4}, param_gen).contiguous(torch::MemoryFormat::ChannelsLast).requires_grad_(),
+            torch::randn({3}, param_gen).requires_grad_(),  // unused on rank 1
+            torch::randn({300, 7}, param_gen).requires_grad_()};
         // 4 KiB buckets, filled from the last parameter: the 8.4 KB matrix fills the first, the rest share.
         prom::dist::GradReducer reducer(comm, params, 4096, overlap);
         buckets[rank] = reducer.buckets();
-        torch::manual_seed(10 + rank);  // ... different data
-        torch::Tensor x = torch::randn({7});
+        torch::Tensor x = torch::randn({7}, generator(10 + rank));  // ... different data
         torch::Tensor loss = (params[3].matmul(x)).pow(2).sum() + (params[0] * (rank + 1)).sum() +
                              params[1].pow(3).sum() * (rank + 1);
         if (rank == 0) loss = loss + params[2].sum() * 4;
@@ -227,18 +322,17 @@ TEST_CASE("bucketed all-reduce averages gradients over 2 ranks, overlapped with 
     // params[2] is used on rank 0 only (gradient 4): the average is 2.
     CHECK(torch::allclose(grads[0][2], torch::full({3}, 2.0)));
     // params[1]: 3 p^2 (r + 1) averaged = 4.5 p^2, in the parameter's channels-last layout.
-    torch::manual_seed(1);
-    torch::randn({5});
-    torch::Tensor p1 = torch::randn({2, 3, 4, 4});
+    auto param_gen = generator(1);
+    torch::randn({5}, param_gen);
+    torch::Tensor p1 = torch::randn({2, 3, 4, 4}, param_gen);
     CHECK(grads[0][1].is_contiguous(torch::MemoryFormat::ChannelsLast));
     CHECK(torch::allclose(grads[0][1], 4.5 * p1.pow(2), 1e-5, 1e-5));
     // params[3]: 2 (p3 x_r) x_r^T, averaged over the two ranks' x.
-    torch::randn({3});
-    torch::Tensor p3 = torch::randn({300, 7});
+    torch::randn({3}, param_gen);
+    torch::Tensor p3 = torch::randn({300, 7}, param_gen);
     torch::Tensor expected = torch::zeros({300, 7});
     for (int r = 0; r < 2; ++r) {
-      torch::manual_seed(10 + r);
-      torch::Tensor x = torch::randn({7});
+      torch::Tensor x = torch::randn({7}, generator(10 + r));
       expected += 2 * torch::outer(p3.matmul(x), x) / 2;
     }
     CHECK(torch::allclose(grads[0][3], expected, 1e-4, 1e-4));
