@@ -210,30 +210,23 @@ void check_accumulator_range(const Loader& L, const IntOp& op, const Activation&
 
 IntModel load_int_model(const std::string& path) { return decode_int_model(io::read_file(path), path); }
 
-IntModel decode_int_model(const std::string& bytes, const std::string& path) {
-  io::TensorFile file = io::decode_safetensors(bytes, path);
-  Loader L{path, file};
-  if (file.metadata["format"] != kFormatName)
-    L.fail("format is '" + file.metadata["format"] + "', expected " + kFormatName);
-  json g;
-  try {
-    g = json::parse(file.metadata["graph"]);
-  } catch (const json::exception& e) {
-    L.fail(std::string("graph metadata is not JSON: ") + e.what());
-  }
-  if (!g.is_object()) L.fail("graph metadata is not an object");
-  IntModel m;
-  m.prom_version = file.metadata["prom_version"];
-  m.arch = L.get<std::string>(g, "arch", "graph");
-  m.classes = L.get<std::vector<std::string>>(g, "classes", "graph");
-  m.input_size = L.bounded(g, "input_size", "graph", 1, kMaxSpatial);
+namespace {
+
+void decode_header(const Loader& L, const json& g, IntModel* m) {
+  m->arch = L.get<std::string>(g, "arch", "graph");
+  m->classes = L.get<std::vector<std::string>>(g, "classes", "graph");
+  m->input_size = L.bounded(g, "input_size", "graph", 1, kMaxSpatial);
   json pre = L.get<json>(g, "preprocess", "graph");
-  m.preprocess.resize = L.bounded(pre, "resize", "preprocess", 0, kMaxSpatial);
-  m.preprocess.crop = L.bounded(pre, "crop", "preprocess", 0, kMaxSpatial);
-  m.preprocess.mean = L.get<std::vector<double>>(pre, "mean", "preprocess");
-  m.preprocess.std = L.get<std::vector<double>>(pre, "std", "preprocess");
-  m.ternary_packing = L.get<std::string>(g, "ternary_packing", "graph");
-  if (m.ternary_packing != "2bit" && m.ternary_packing != "base3") L.fail("unknown ternary_packing");
+  m->preprocess.resize = L.bounded(pre, "resize", "preprocess", 0, kMaxSpatial);
+  m->preprocess.crop = L.bounded(pre, "crop", "preprocess", 0, kMaxSpatial);
+  m->preprocess.mean = L.get<std::vector<double>>(pre, "mean", "preprocess");
+  m->preprocess.std = L.get<std::vector<double>>(pre, "std", "preprocess");
+  m->ternary_packing = L.get<std::string>(g, "ternary_packing", "graph");
+  if (m->ternary_packing != "2bit" && m->ternary_packing != "base3") L.fail("unknown ternary_packing");
+}
+
+void decode_activations(const Loader& L, const json& g, IntModel* mp) {
+  IntModel& m = *mp;
   json acts = L.get<json>(g, "activations", "graph");
   if (!acts.is_array() || acts.empty() || acts.size() > kMaxOps) L.fail("activations must be a non-empty list");
   int64_t activation_values = 0;
@@ -251,6 +244,132 @@ IntModel decode_int_model(const std::string& bytes, const std::string& path) {
     if (activation_values > kMaxActivationValues)
       L.fail("activations hold more than " + std::to_string(kMaxActivationValues) + " values in all");
   }
+}
+
+// A conv or linear op's attributes, checked against its activations; returns its weight shape.
+std::vector<int64_t> decode_layer_fields(const Loader& L, const json& j, const std::string& where, IntOp& op,
+                                         const Activation& in, const Activation& out) {
+  try {
+    op.role = model::role_from_name(L.get<std::string>(j, "role", where));
+  } catch (const ConfigError& e) {  // a bad file, not a bad config: exit 1, naming the file
+    L.fail(where + ": " + e.what());
+  }
+  op.in_channels = L.bounded(j, "in_channels", where, 1, kMaxChannels);
+  op.out_channels = L.bounded(j, "out_channels", where, 1, kMaxChannels);
+  op.kernel = L.bounded(j, "kernel", where, 1, kMaxKernel);
+  op.stride = L.bounded(j, "stride", where, 1, kMaxKernel);
+  op.padding = L.bounded(j, "padding", where, 0, kMaxKernel);
+  op.groups = L.bounded(j, "groups", where, 1, kMaxChannels);
+  op.ternary = L.get<bool>(j, "ternary", where);
+  op.relu6 = L.get<bool>(j, "relu6", where);
+  op.acc_shift = L.bounded(j, "acc_shift", where, 0, 24);
+  if (op.kind == OpKind::kConv) {
+    const int32_t lo = out.is_unsigned ? 0 : -128, hi = out.is_unsigned ? 255 : 127;
+    op.clamp_lo = static_cast<int32_t>(L.bounded(j, "clamp_lo", where, lo, hi));
+    op.clamp_hi = static_cast<int32_t>(L.bounded(j, "clamp_hi", where, op.clamp_lo, hi));
+  }
+  if (op.in_channels % op.groups || op.out_channels % op.groups) L.fail(where + ": groups do not divide channels");
+  if (in.channels != op.in_channels || out.channels != op.out_channels)
+    L.fail(where + ": channel counts disagree with its activations");
+  std::vector<int64_t> wshape;
+  if (op.kind == OpKind::kConv) {
+    wshape = {op.out_channels, op.in_channels / op.groups, op.kernel, op.kernel};
+    int64_t oh = (in.height + 2 * op.padding - op.kernel) / op.stride + 1;
+    int64_t ow = (in.width + 2 * op.padding - op.kernel) / op.stride + 1;
+    if (in.height + 2 * op.padding < op.kernel || in.width + 2 * op.padding < op.kernel || oh != out.height ||
+        ow != out.width)
+      L.fail(where + ": output size disagrees with the convolution");
+  } else {
+    wshape = {op.out_channels, op.in_channels};
+    if (in.height != 1 || in.width != 1) L.fail(where + ": linear input must be Cx1x1");
+  }
+  if (L.get<std::vector<int64_t>>(j, "weight_shape", where) != wshape) L.fail(where + ": weight_shape mismatch");
+  return wshape;
+}
+
+// ... then its weights and integers.
+void decode_layer(const Loader& L, const json& j, const std::string& where, const IntModel& m, IntOp& op,
+                  const Activation& in, const Activation& out, const std::string& path) {
+  const std::vector<int64_t> wshape = decode_layer_fields(L, j, where, op, in, out);
+  int64_t count = 1;
+  for (auto d : wshape) count *= d;
+  if (op.ternary) {
+    int64_t bytes = m.ternary_packing == "2bit" ? (count + 3) / 4 : (count + 4) / 5;
+    auto packed = L.tensor(op.name + ".weight_ternary", torch::kUInt8, {bytes});
+    op.weight = unpack_ternary(packed.data_ptr<uint8_t>(), static_cast<size_t>(bytes), count,
+                               m.ternary_packing, path)
+                    .reshape(wshape);
+  } else {
+    op.weight = L.tensor(op.name + ".weight", torch::kInt8, wshape);
+  }
+  op.bias = L.tensor(op.name + ".bias", torch::kInt32, {op.out_channels});
+  op.weight_scale = L.tensor(op.name + ".weight_scale", torch::kFloat32, {op.out_channels});
+  if (op.kind == OpKind::kConv) {
+    op.multiplier = L.tensor(op.name + ".multiplier", torch::kInt32, {op.out_channels});
+    op.right_shift = L.tensor(op.name + ".right_shift", torch::kInt32, {op.out_channels});
+    if (op.multiplier.min().item<int32_t>() < 0) L.fail(where + ": negative multiplier");
+    if (op.right_shift.min().item<int32_t>() < 0 || op.right_shift.max().item<int32_t>() > 63)
+      L.fail(where + ": right_shift out of [0, 63]");
+  } else {
+    op.output_scale = L.tensor(op.name + ".output_scale", torch::kFloat32, {op.out_channels});
+  }
+  check_accumulator_range(L, op, in, where);
+}
+
+IntOp decode_op(const Loader& L, const json& j, const std::string& where, const IntModel& m,
+                const std::vector<bool>& defined, const std::string& path) {
+  const int n_act = static_cast<int>(m.activations.size());
+  IntOp op;
+  std::string kind = L.get<std::string>(j, "kind", where);
+  if (kind == "conv") op.kind = OpKind::kConv;
+  else if (kind == "add") op.kind = OpKind::kAdd;
+  else if (kind == "avgpool") op.kind = OpKind::kAvgPool;
+  else if (kind == "linear") op.kind = OpKind::kLinear;
+  else L.fail(where + ": unknown kind '" + kind + "'");
+  op.name = L.get<std::string>(j, "name", where);
+  op.input = static_cast<int>(L.bounded(j, "input", where, 0, n_act - 1));
+  op.output = static_cast<int>(L.bounded(j, "output", where, 0, n_act - 1));
+  if (!defined[op.input]) L.fail(where + ": reads activation " + std::to_string(op.input) + " before it is written");
+  if (defined[op.output]) L.fail(where + ": writes activation " + std::to_string(op.output) + " twice");
+  const Activation& in = m.activations[op.input];
+  const Activation& out = m.activations[op.output];
+  if (op.kind == OpKind::kAdd) {
+    op.input2 = static_cast<int>(L.bounded(j, "input2", where, 0, n_act - 1));
+    if (!defined[op.input2]) L.fail(where + ": reads an activation before it is written");
+    op.add_mult_a = L.bounded(j, "add_mult_a", where, 0, 1ll << 31);
+    op.add_mult_b = L.bounded(j, "add_mult_b", where, 0, 1ll << 31);
+    op.add_shift = L.bounded(j, "add_shift", where, 0, 40);
+    const Activation& in2 = m.activations[op.input2];
+    if (in.channels != out.channels || in2.channels != out.channels || in.height != out.height ||
+        in2.height != out.height || in.width != out.width || in2.width != out.width)
+      L.fail(where + ": add operands and result differ in shape");
+  } else if (op.kind == OpKind::kAvgPool) {
+    if (in.channels != out.channels || out.height != 1 || out.width != 1)
+      L.fail(where + ": avgpool must map CxHxW to Cx1x1");
+  } else {
+    decode_layer(L, j, where, m, op, in, out, path);
+  }
+  return op;
+}
+
+}  // namespace
+
+IntModel decode_int_model(const std::string& bytes, const std::string& path) {
+  io::TensorFile file = io::decode_safetensors(bytes, path);
+  Loader L{path, file};
+  if (file.metadata["format"] != kFormatName)
+    L.fail("format is '" + file.metadata["format"] + "', expected " + kFormatName);
+  json g;
+  try {
+    g = json::parse(file.metadata["graph"]);
+  } catch (const json::exception& e) {
+    L.fail(std::string("graph metadata is not JSON: ") + e.what());
+  }
+  if (!g.is_object()) L.fail("graph metadata is not an object");
+  IntModel m;
+  m.prom_version = file.metadata["prom_version"];
+  decode_header(L, g, &m);
+  decode_activations(L, g, &m);
   const int n_act = static_cast<int>(m.activations.size());
   m.input = static_cast<int>(L.bounded(g, "input", "graph", 0, n_act - 1));
   m.output = static_cast<int>(L.bounded(g, "output", "graph", 0, n_act - 1));
@@ -259,95 +378,7 @@ IntModel decode_int_model(const std::string& bytes, const std::string& path) {
   std::vector<bool> defined(n_act, false);
   defined[m.input] = true;
   for (size_t i = 0; i < ops.size(); ++i) {
-    const json& j = ops[i];
-    std::string where = "op " + std::to_string(i);
-    IntOp op;
-    std::string kind = L.get<std::string>(j, "kind", where);
-    if (kind == "conv") op.kind = OpKind::kConv;
-    else if (kind == "add") op.kind = OpKind::kAdd;
-    else if (kind == "avgpool") op.kind = OpKind::kAvgPool;
-    else if (kind == "linear") op.kind = OpKind::kLinear;
-    else L.fail(where + ": unknown kind '" + kind + "'");
-    op.name = L.get<std::string>(j, "name", where);
-    op.input = static_cast<int>(L.bounded(j, "input", where, 0, n_act - 1));
-    op.output = static_cast<int>(L.bounded(j, "output", where, 0, n_act - 1));
-    if (!defined[op.input]) L.fail(where + ": reads activation " + std::to_string(op.input) + " before it is written");
-    if (defined[op.output]) L.fail(where + ": writes activation " + std::to_string(op.output) + " twice");
-    const Activation& in = m.activations[op.input];
-    const Activation& out = m.activations[op.output];
-    if (op.kind == OpKind::kAdd) {
-      op.input2 = static_cast<int>(L.bounded(j, "input2", where, 0, n_act - 1));
-      if (!defined[op.input2]) L.fail(where + ": reads an activation before it is written");
-      op.add_mult_a = L.bounded(j, "add_mult_a", where, 0, 1ll << 31);
-      op.add_mult_b = L.bounded(j, "add_mult_b", where, 0, 1ll << 31);
-      op.add_shift = L.bounded(j, "add_shift", where, 0, 40);
-      const Activation& in2 = m.activations[op.input2];
-      if (in.channels != out.channels || in2.channels != out.channels || in.height != out.height ||
-          in2.height != out.height || in.width != out.width || in2.width != out.width)
-        L.fail(where + ": add operands and result differ in shape");
-    } else if (op.kind == OpKind::kAvgPool) {
-      if (in.channels != out.channels || out.height != 1 || out.width != 1)
-        L.fail(where + ": avgpool must map CxHxW to Cx1x1");
-    } else {
-      try {
-        op.role = model::role_from_name(L.get<std::string>(j, "role", where));
-      } catch (const ConfigError& e) {  // a bad file, not a bad config: exit 1, naming the file
-        L.fail(where + ": " + e.what());
-      }
-      op.in_channels = L.bounded(j, "in_channels", where, 1, kMaxChannels);
-      op.out_channels = L.bounded(j, "out_channels", where, 1, kMaxChannels);
-      op.kernel = L.bounded(j, "kernel", where, 1, kMaxKernel);
-      op.stride = L.bounded(j, "stride", where, 1, kMaxKernel);
-      op.padding = L.bounded(j, "padding", where, 0, kMaxKernel);
-      op.groups = L.bounded(j, "groups", where, 1, kMaxChannels);
-      op.ternary = L.get<bool>(j, "ternary", where);
-      op.relu6 = L.get<bool>(j, "relu6", where);
-      op.acc_shift = L.bounded(j, "acc_shift", where, 0, 24);
-      if (op.kind == OpKind::kConv) {
-        const int32_t lo = out.is_unsigned ? 0 : -128, hi = out.is_unsigned ? 255 : 127;
-        op.clamp_lo = static_cast<int32_t>(L.bounded(j, "clamp_lo", where, lo, hi));
-        op.clamp_hi = static_cast<int32_t>(L.bounded(j, "clamp_hi", where, op.clamp_lo, hi));
-      }
-      if (op.in_channels % op.groups || op.out_channels % op.groups) L.fail(where + ": groups do not divide channels");
-      if (in.channels != op.in_channels || out.channels != op.out_channels)
-        L.fail(where + ": channel counts disagree with its activations");
-      std::vector<int64_t> wshape;
-      if (op.kind == OpKind::kConv) {
-        wshape = {op.out_channels, op.in_channels / op.groups, op.kernel, op.kernel};
-        int64_t oh = (in.height + 2 * op.padding - op.kernel) / op.stride + 1;
-        int64_t ow = (in.width + 2 * op.padding - op.kernel) / op.stride + 1;
-        if (in.height + 2 * op.padding < op.kernel || in.width + 2 * op.padding < op.kernel || oh != out.height ||
-            ow != out.width)
-          L.fail(where + ": output size disagrees with the convolution");
-      } else {
-        wshape = {op.out_channels, op.in_channels};
-        if (in.height != 1 || in.width != 1) L.fail(where + ": linear input must be Cx1x1");
-      }
-      if (L.get<std::vector<int64_t>>(j, "weight_shape", where) != wshape) L.fail(where + ": weight_shape mismatch");
-      int64_t count = 1;
-      for (auto d : wshape) count *= d;
-      if (op.ternary) {
-        int64_t bytes = m.ternary_packing == "2bit" ? (count + 3) / 4 : (count + 4) / 5;
-        auto packed = L.tensor(op.name + ".weight_ternary", torch::kUInt8, {bytes});
-        op.weight = unpack_ternary(packed.data_ptr<uint8_t>(), static_cast<size_t>(bytes), count,
-                                   m.ternary_packing, path)
-                        .reshape(wshape);
-      } else {
-        op.weight = L.tensor(op.name + ".weight", torch::kInt8, wshape);
-      }
-      op.bias = L.tensor(op.name + ".bias", torch::kInt32, {op.out_channels});
-      op.weight_scale = L.tensor(op.name + ".weight_scale", torch::kFloat32, {op.out_channels});
-      if (op.kind == OpKind::kConv) {
-        op.multiplier = L.tensor(op.name + ".multiplier", torch::kInt32, {op.out_channels});
-        op.right_shift = L.tensor(op.name + ".right_shift", torch::kInt32, {op.out_channels});
-        if (op.multiplier.min().item<int32_t>() < 0) L.fail(where + ": negative multiplier");
-        if (op.right_shift.min().item<int32_t>() < 0 || op.right_shift.max().item<int32_t>() > 63)
-          L.fail(where + ": right_shift out of [0, 63]");
-      } else {
-        op.output_scale = L.tensor(op.name + ".output_scale", torch::kFloat32, {op.out_channels});
-      }
-      check_accumulator_range(L, op, in, where);
-    }
+    IntOp op = decode_op(L, ops[i], "op " + std::to_string(i), m, defined, path);
     defined[op.output] = true;
     m.ops.push_back(op);
   }

@@ -133,89 +133,109 @@ void IntegerEngine::run_image(const int16_t* input, int32_t* logits) {
   }
 }
 
+// What every convolution kernel reads and writes, and its requantization into the output planes.
+struct IntegerEngine::ConvPlanes {
+  const int16_t* x;
+  int16_t* y;
+  int64_t in_pixels, out_pixels;
+  const int32_t *bias, *mult, *shift;
+  int32_t lo, hi, acc_shift;
+  bool avx2;
+  void requantize(const int32_t* acc, int64_t c) const {
+    kernels::requantize(acc, out_pixels, acc_shift, bias[c], mult[c], shift[c], lo, hi, y + c * out_pixels);
+  }
+};
+
 void IntegerEngine::conv(const IntOp& op, size_t index) {
   const auto& in = model_.activations[op.input];
   const auto& out = model_.activations[op.output];
-  const int16_t* x = acts_[op.input].data();
-  int16_t* y = acts_[op.output].data();
-  const int64_t in_pixels = in.height * in.width, out_pixels = out.height * out.width;
-  const int32_t* bias = op.bias.data_ptr<int32_t>();
-  const int32_t* mult = op.multiplier.data_ptr<int32_t>();
-  const int32_t* shift = op.right_shift.data_ptr<int32_t>();
-  const int32_t lo = op.clamp_lo, hi = op.clamp_hi;
-  const int32_t acc_shift = static_cast<int32_t>(op.acc_shift);
+  const ConvPlanes p{acts_[op.input].data(), acts_[op.output].data(), in.height * in.width, out.height * out.width,
+                     op.bias.data_ptr<int32_t>(), op.multiplier.data_ptr<int32_t>(), op.right_shift.data_ptr<int32_t>(),
+                     op.clamp_lo, op.clamp_hi, static_cast<int32_t>(op.acc_shift), avx2_};
   OpCounts& counts = counts_[index].counts;
-  const bool avx2 = avx2_;
-  const int64_t max_pixels = max_pixels_;
-
   if (is_ternary_pointwise(op)) {
-    const auto& po = plus_offsets_[index];
-    const auto& mo = minus_offsets_[index];
-    const int32_t* plus = plus_[index].data();
-    const int32_t* minus = minus_[index].data();
-    const int64_t nonzero = static_cast<int64_t>(plus_[index].size() + minus_[index].size());
-    for_channels(parallel_, op.out_channels, nonzero / std::max<int64_t>(1, op.out_channels) * out_pixels,
-                 [&](int64_t c0, int64_t c1) {
-                   int32_t* acc = thread_acc(max_pixels);
-                   for (int64_t c = c0; c < c1; ++c) {
-                     kernels::ternary_pointwise(x, in_pixels, plus + po[c], po[c + 1] - po[c], minus + mo[c],
-                                                mo[c + 1] - mo[c], acc, avx2);
-                     kernels::requantize(acc, out_pixels, acc_shift, bias[c], mult[c], shift[c], lo, hi,
-                                         y + c * out_pixels);
-                   }
-                 });
-    counts.ternary_adds += nonzero * out_pixels;
-    counts.int32_adds += op.out_channels * out_pixels;     // bias
-    counts.requant_mults += op.out_channels * out_pixels;  // fixed-point multiply
-    return;
+    const int64_t nonzero = conv_ternary_pointwise(op, index, p);
+    counts.ternary_adds += nonzero * p.out_pixels;
+    counts.int32_adds += op.out_channels * p.out_pixels;     // bias
+    counts.requant_mults += op.out_channels * p.out_pixels;  // fixed-point multiply
+  } else if (op.kernel == 1 && op.stride == 1 && op.padding == 0 && op.groups == 1) {
+    conv_int8_pointwise(op, p);
+    counts.int8_mults += op.out_channels * op.in_channels * p.out_pixels;
+    counts.int32_adds += op.out_channels * (op.in_channels * p.out_pixels + p.out_pixels);  // accumulate + bias
+    counts.requant_mults += op.out_channels * p.out_pixels;
+  } else {
+    conv_general(op, p);
+    const int64_t macs = op.out_channels * (op.in_channels / op.groups) * op.kernel * op.kernel * p.out_pixels;
+    counts.int8_mults += macs;
+    counts.int32_adds += macs + op.out_channels * p.out_pixels;
+    counts.requant_mults += op.out_channels * p.out_pixels;
   }
+}
 
+int64_t IntegerEngine::conv_ternary_pointwise(const IntOp& op, size_t index, const ConvPlanes& p) {
+  const auto& po = plus_offsets_[index];
+  const auto& mo = minus_offsets_[index];
+  const int32_t* plus = plus_[index].data();
+  const int32_t* minus = minus_[index].data();
+  const int64_t nonzero = static_cast<int64_t>(plus_[index].size() + minus_[index].size());
+  const int64_t max_pixels = max_pixels_;
+  for_channels(parallel_, op.out_channels, nonzero / std::max<int64_t>(1, op.out_channels) * p.out_pixels,
+               [&](int64_t c0, int64_t c1) {
+                 int32_t* acc = thread_acc(max_pixels);
+                 for (int64_t c = c0; c < c1; ++c) {
+                   kernels::ternary_pointwise(p.x, p.in_pixels, plus + po[c], po[c + 1] - po[c], minus + mo[c],
+                                              mo[c + 1] - mo[c], acc, p.avx2);
+                   p.requantize(acc, c);
+                 }
+               });
+  return nonzero;
+}
+
+void IntegerEngine::conv_int8_pointwise(const IntOp& op, const ConvPlanes& p) {
   const int8_t* w = op.weight.data_ptr<int8_t>();
-  if (op.kernel == 1 && op.stride == 1 && op.padding == 0 && op.groups == 1) {
-    for_channels(parallel_, op.out_channels, op.in_channels * out_pixels, [&](int64_t c0, int64_t c1) {
-      int32_t* acc = thread_acc(max_pixels);
-      for (int64_t c = c0; c < c1; ++c) {
-        kernels::int8_pointwise(x, in_pixels, op.in_channels, w + c * op.in_channels, acc, avx2);
-        kernels::requantize(acc, out_pixels, acc_shift, bias[c], mult[c], shift[c], lo, hi, y + c * out_pixels);
-      }
-    });
-    counts.int8_mults += op.out_channels * op.in_channels * out_pixels;
-    counts.int32_adds += op.out_channels * (op.in_channels * out_pixels + out_pixels);  // accumulate + bias
-    counts.requant_mults += op.out_channels * out_pixels;
-    return;
-  }
+  const int64_t max_pixels = max_pixels_;
+  for_channels(parallel_, op.out_channels, op.in_channels * p.out_pixels, [&](int64_t c0, int64_t c1) {
+    int32_t* acc = thread_acc(max_pixels);
+    for (int64_t c = c0; c < c1; ++c) {
+      kernels::int8_pointwise(p.x, p.in_pixels, op.in_channels, w + c * op.in_channels, acc, p.avx2);
+      p.requantize(acc, c);
+    }
+  });
+}
 
-  // General (stem) and depthwise convolution over zero-padded copies of the input planes (made once
-  // per layer): every output takes the full k*k*(in/groups) multiply-accumulates, as the analytic
-  // count says.
-  const int64_t k = op.kernel, s = op.stride, pad = op.padding;
+// General (stem) and depthwise convolution over zero-padded copies of the input planes (made once
+// per layer): every output takes the full k*k*(in/groups) multiply-accumulates, as the analytic
+// count says.
+void IntegerEngine::conv_general(const IntOp& op, const ConvPlanes& p) {
+  const auto& in = model_.activations[op.input];
+  const auto& out = model_.activations[op.output];
+  const int8_t* w = op.weight.data_ptr<int8_t>();
+  const int64_t k = op.kernel, s = op.stride, pad = op.padding, max_pixels = max_pixels_;
   const int64_t ph = in.height + 2 * pad, pw = in.width + 2 * pad;
   const int64_t in_per_group = op.in_channels / op.groups, out_per_group = op.out_channels / op.groups;
   int16_t* padded = padded_.data();
   for_channels(parallel_, in.channels, ph * pw, [&](int64_t c0, int64_t c1) {
     for (int64_t ic = c0; ic < c1; ++ic) {
       int16_t* plane = padded + ic * ph * pw;
+      const int16_t* src = p.x + ic * p.in_pixels;
       std::fill(plane, plane + ph * pw, 0);
       for (int64_t r = 0; r < in.height; ++r)
-        std::copy(x + ic * in_pixels + r * in.width, x + ic * in_pixels + (r + 1) * in.width, plane + (r + pad) * pw + pad);
+        std::copy(src + r * in.width, src + (r + 1) * in.width, plane + (r + pad) * pw + pad);
     }
   });
-  for_channels(parallel_, op.out_channels, in_per_group * k * k * out_pixels, [&](int64_t c0, int64_t c1) {
+  for_channels(parallel_, op.out_channels, in_per_group * k * k * p.out_pixels, [&](int64_t c0, int64_t c1) {
     int32_t* acc = thread_acc(max_pixels);
     for (int64_t c = c0; c < c1; ++c) {
       const int64_t g = c / out_per_group;
-      std::fill(acc, acc + out_pixels, 0);
+      std::fill(acc, acc + p.out_pixels, 0);
       for (int64_t ci = 0; ci < in_per_group; ++ci) {
         const int64_t ic = g * in_per_group + ci;
         kernels::conv_plane(padded + ic * ph * pw, pw, w + (c * in_per_group + ci) * k * k, k, s, out.height,
-                            out.width, acc, avx2);
+                            out.width, acc, p.avx2);
       }
-      kernels::requantize(acc, out_pixels, acc_shift, bias[c], mult[c], shift[c], lo, hi, y + c * out_pixels);
+      p.requantize(acc, c);
     }
   });
-  counts.int8_mults += op.out_channels * in_per_group * k * k * out_pixels;
-  counts.int32_adds += op.out_channels * (in_per_group * k * k * out_pixels + out_pixels);
-  counts.requant_mults += op.out_channels * out_pixels;
 }
 
 void IntegerEngine::add(const IntOp& op, size_t index) {

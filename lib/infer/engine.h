@@ -39,7 +39,11 @@ class IntegerEngine {
 
  private:
   void run_image(const int16_t* input, int32_t* logits);
+  struct ConvPlanes;
   void conv(const graph::IntOp& op, size_t index);
+  int64_t conv_ternary_pointwise(const graph::IntOp& op, size_t index, const ConvPlanes& planes);  // -> non-zeros
+  void conv_int8_pointwise(const graph::IntOp& op, const ConvPlanes& planes);
+  void conv_general(const graph::IntOp& op, const ConvPlanes& planes);
   void add(const graph::IntOp& op, size_t index);
   void avgpool(const graph::IntOp& op, size_t index);
   void linear(const graph::IntOp& op, size_t index, int32_t* logits);

@@ -86,42 +86,7 @@ MobileNetV2Impl::MobileNetV2Impl(const MobileNetV2Options& o) {
       --stride_one_left;
     }
     for (int64_t i = 0; i < s.repeats; ++i) {
-      int64_t stride = i == 0 ? stage_stride : 1;
-      std::string block = "features." + std::to_string(features->size()) + ".conv";
-      int64_t hidden = static_cast<int64_t>(std::round(input_channel * static_cast<double>(s.expand)));
-      nn::Sequential conv;
-      size_t first_layer = layers_.size();
-      const int block_input = tensor;
-      if (s.expand != 1) {
-        conv->push_back(conv_bn_relu6(input_channel, hidden, 1, 1, 1, LayerRole::kPointwiseExpand,
-                                      block + "." + std::to_string(conv->size()), &layers_));
-        tensor = add_node(NodeKind::kConv, static_cast<int>(layers_.size() - 1), {tensor}, true);
-      }
-      conv->push_back(conv_bn_relu6(hidden, hidden, 3, stride, hidden, LayerRole::kDepthwise,
-                                    block + "." + std::to_string(conv->size()), &layers_));
-      tensor = add_node(NodeKind::kConv, static_cast<int>(layers_.size() - 1), {tensor}, true);
-      // Linear projection: 1x1 conv + BN, no activation.
-      auto project = HookedConv2d(nn::Conv2dOptions(hidden, output_channel, 1).bias(false));
-      auto bn = nn::BatchNorm2d(output_channel);
-      LayerInfo info;
-      info.name = block + "." + std::to_string(conv->size());
-      info.role = LayerRole::kPointwiseProject;
-      info.input_nonnegative = true;  // after the depthwise ReLU6
-      info.in_channels = hidden;
-      info.out_channels = output_channel;
-      info.bn_name = block + "." + std::to_string(conv->size() + 1);
-      info.conv = project;
-      info.bn = bn;
-      layers_.push_back(info);
-      tensor = add_node(NodeKind::kConv, static_cast<int>(layers_.size() - 1), {tensor}, false);
-      conv->push_back(project);
-      conv->push_back(bn);
-      auto block_module = InvertedResidual(conv, layers_[first_layer].conv, stride == 1 && input_channel == output_channel);
-      if (block_module->use_residual()) {
-        branch_blocks_[tensor] = block_module.ptr().get();
-        tensor = add_node(NodeKind::kAdd, -1, {block_input, tensor}, false);
-      }
-      features->push_back(block_module);
+      tensor = add_inverted_residual(tensor, input_channel, output_channel, s.expand, i == 0 ? stage_stride : 1);
       input_channel = output_channel;
     }
   }
@@ -157,6 +122,46 @@ MobileNetV2Impl::MobileNetV2Impl(const MobileNetV2Options& o) {
       nn::init::zeros_(info.linear->bias);
     }
   }
+}
+
+int MobileNetV2Impl::add_inverted_residual(int tensor, int64_t in, int64_t out, int64_t expand, int64_t stride) {
+  std::string block = "features." + std::to_string(features->size()) + ".conv";
+  int64_t hidden = static_cast<int64_t>(std::round(in * static_cast<double>(expand)));
+  nn::Sequential conv;
+  size_t first_layer = layers_.size();
+  const int block_input = tensor;
+  auto last_layer = [&] { return static_cast<int>(layers_.size() - 1); };
+  if (expand != 1) {
+    conv->push_back(conv_bn_relu6(in, hidden, 1, 1, 1, LayerRole::kPointwiseExpand,
+                                  block + "." + std::to_string(conv->size()), &layers_));
+    tensor = add_node(NodeKind::kConv, last_layer(), {tensor}, true);
+  }
+  conv->push_back(conv_bn_relu6(hidden, hidden, 3, stride, hidden, LayerRole::kDepthwise,
+                                block + "." + std::to_string(conv->size()), &layers_));
+  tensor = add_node(NodeKind::kConv, last_layer(), {tensor}, true);
+  // Linear projection: 1x1 conv + BN, no activation.
+  auto project = HookedConv2d(nn::Conv2dOptions(hidden, out, 1).bias(false));
+  auto bn = nn::BatchNorm2d(out);
+  LayerInfo info;
+  info.name = block + "." + std::to_string(conv->size());
+  info.role = LayerRole::kPointwiseProject;
+  info.input_nonnegative = true;  // after the depthwise ReLU6
+  info.in_channels = hidden;
+  info.out_channels = out;
+  info.bn_name = block + "." + std::to_string(conv->size() + 1);
+  info.conv = project;
+  info.bn = bn;
+  layers_.push_back(info);
+  tensor = add_node(NodeKind::kConv, last_layer(), {tensor}, false);
+  conv->push_back(project);
+  conv->push_back(bn);
+  auto block_module = InvertedResidual(conv, layers_[first_layer].conv, stride == 1 && in == out);
+  if (block_module->use_residual()) {
+    branch_blocks_[tensor] = block_module.ptr().get();
+    tensor = add_node(NodeKind::kAdd, -1, {block_input, tensor}, false);
+  }
+  features->push_back(block_module);
+  return tensor;
 }
 
 int MobileNetV2Impl::add_node(NodeKind kind, int layer, std::vector<int> inputs, bool relu6) {

@@ -35,6 +35,9 @@ class MobileNetV2Impl : public ClassifierModel {
   torch::nn::Sequential classifier{nullptr};
 
  private:
+  // Appends one inverted residual block to `features` (its layers and graph nodes) reading `tensor`;
+  // returns the tensor it writes.
+  int add_inverted_residual(int tensor, int64_t in, int64_t out, int64_t expand, int64_t stride);
   // Appends a node reading `inputs`; returns the id of the tensor it writes.
   int add_node(NodeKind kind, int layer, std::vector<int> inputs, bool relu6);
 
