@@ -16,7 +16,7 @@
 #include "model/registry.h"
 #include "python_ref.h"
 #include "quant/policy.h"
-#include "train/autocast.h"
+#include "core/autocast.h"
 #include "train/grad_scaler.h"
 #include "train/loss.h"
 #include "train/optimizer.h"
@@ -64,7 +64,7 @@ StepTimes prom_step_ms(const Case& c, const TrainBenchOptions& o, const config::
   auto& model = bench.model;
   train::Optimizer& opt = *bench.optimizer;
   const torch::Device device(o.device);
-  const train::Amp amp = train::parse_amp(o.amp);
+  const Amp amp = parse_amp(o.amp);
   train::GradScaler scaler;
   std::vector<torch::Tensor> params;
   for (const auto& p : opt.params()) params.push_back(p.param);
@@ -82,16 +82,16 @@ StepTimes prom_step_ms(const Case& c, const TrainBenchOptions& o, const config::
     opt.zero_grad();
     torch::Tensor logits;
     {
-      train::AutocastScope autocast(amp, device);
+      AutocastScope autocast(amp, device);
       logits = model->forward(x);
     }
     torch::Tensor loss = train::classification_loss(logits.to(torch::kFloat32), y, 0.0);
     mark();
-    (amp == train::Amp::kFp16 ? scaler.scale_loss(loss) : loss).backward();
+    (amp == Amp::kFp16 ? scaler.scale_loss(loss) : loss).backward();
     mark();
-    const bool finite = amp != train::Amp::kFp16 || scaler.unscale(params);
+    const bool finite = amp != Amp::kFp16 || scaler.unscale(params);
     if (finite) opt.step();
-    if (amp == train::Amp::kFp16) scaler.update(finite);
+    if (amp == Amp::kFp16) scaler.update(finite);
     mark();
   };
   std::vector<double> total, forward, backward, update;

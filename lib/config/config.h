@@ -174,7 +174,7 @@ struct TrainConfig {
   int eval_every = 1;           // epochs
   bool freeze_bn = false;       // BatchNorm normalizes with (and keeps) its running statistics
   // Mixed precision: the model's float compute under autocast in bf16 (CPU or CUDA) or fp16 (CUDA
-  // only, with dynamic loss scaling); fake quantizers stay fp32. lib/train/autocast.h.
+  // only, with dynamic loss scaling); fake quantizers stay fp32. lib/core/autocast.h.
   std::string amp = "off";      // off | bf16 | fp16
   EmaConfig ema;
   DistillConfig distill;

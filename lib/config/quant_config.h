@@ -53,6 +53,9 @@ struct QuantConfig {
   // How a fully quantized model computes in eval mode: `exact` executes its integer graph (bit for bit
   // what the exported model computes); `simulated` runs the float modules with fake quantizers.
   std::string eval_forward = "exact";
+  // Training: `exact_when_frozen` gives the loss the exact logits (gradients of the simulated forward,
+  // straight through) once BatchNorm and observers are frozen; `simulated` never does.
+  std::string train_forward = "exact_when_frozen";
   template <class V> void visit(V& v) {
     v.field("enabled", enabled);
     v.list("rules", rules);
@@ -60,6 +63,7 @@ struct QuantConfig {
     v.field("freeze_bn_after", freeze_bn_after, at_least(-1));
     v.field("freeze_observers_after", freeze_observers_after, at_least(-1));
     v.field("eval_forward", eval_forward, one_of({"exact", "simulated"}));
+    v.field("train_forward", train_forward, one_of({"exact_when_frozen", "simulated"}));
   }
 };
 

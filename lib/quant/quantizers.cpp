@@ -2,6 +2,7 @@
 
 #include "core/host_read.h"
 #include "quant/fake_quant_kernel.h"
+#include "quant/straight_through.h"
 
 #include <cmath>
 
@@ -21,19 +22,6 @@ std::vector<int64_t> broadcast_shape(const torch::Tensor& w, bool per_channel) {
 }
 
 constexpr double kEps = 1e-8;
-
-// Straight-through estimator: the value of `quantized`, the gradient of the identity on `latent`.
-// (latent + (quantized - latent).detach() would be off by float rounding from the exported values.)
-struct StraightThrough : public torch::autograd::Function<StraightThrough> {
-  static torch::Tensor forward(torch::autograd::AutogradContext*, const torch::Tensor& latent,
-                               const torch::Tensor& quantized) {
-    return quantized.clone();
-  }
-  static torch::autograd::variable_list backward(torch::autograd::AutogradContext*,
-                                                 torch::autograd::variable_list grad) {
-    return {grad[0], torch::Tensor()};
-  }
-};
 
 // A channels-last tensor as the dense NHWC view of the same memory: full reductions (max, aminmax)
 // then read it in place instead of first copying it to NCHW (what they do with channels-last input).

@@ -84,6 +84,7 @@ class ActivationQuantImpl : public model::TensorHook {
   void set_observing(bool on) { observing_ = on; }
   bool observing() const { return observing_; }
   bool is_unsigned() const { return unsigned_; }
+  bool learned() const { return learned_; }
   int64_t qmin() const { return unsigned_ ? 0 : -128; }
   int64_t qmax() const { return unsigned_ ? 255 : 127; }
   // The step size the exported model uses: the float32 value of one integer step (the forward's).

@@ -11,7 +11,7 @@
 
 #include "config/config.h"
 #include "data/batch_source.h"
-#include "train/autocast.h"
+#include "core/autocast.h"
 #include "train/checkpoint.h"
 #include "train/grad_scaler.h"
 #include "train/optimizer.h"

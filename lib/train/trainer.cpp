@@ -10,7 +10,7 @@
 #include "distributed/comm.h"
 #include "io/atomic_file.h"
 #include "prom/version.h"
-#include "train/autocast.h"
+#include "core/autocast.h"
 #include "train/device.h"
 
 namespace prom::train {

@@ -152,6 +152,34 @@ TEST_CASE("the integer engine computes exactly what the fake-quant model compute
   }
 }
 
+TEST_CASE("frozen BN and observers: training logits are the integer model's, gradients the simulated ones", "[export]") {
+  QatFixture f("prom");
+  f.net->train();
+  for (auto& m : f.net->modules(false)) {
+    if (auto* bn = dynamic_cast<torch::nn::BatchNorm2dImpl*>(m.get())) bn->eval();
+    if (auto* a = dynamic_cast<quant::ActivationQuantImpl*>(m.get())) a->set_observing(false);
+  }
+  auto exact = std::dynamic_pointer_cast<quant::ExactForwardImpl>(f.net->exact_forward());
+  REQUIRE(exact != nullptr);
+  REQUIRE(exact->frozen());
+  torch::Tensor logits = f.net->forward(f.images);
+  infer::IntegerEngine engine(f.exported());
+  f.net->train();  // exported() switched to eval
+  for (auto& m : f.net->modules(false))
+    if (auto* bn = dynamic_cast<torch::nn::BatchNorm2dImpl*>(m.get())) bn->eval();
+  CHECK(torch::equal(logits.detach(), engine.logits(f.images)));
+  auto labels = torch::arange(48) % 5;
+  torch::cross_entropy_loss(logits, labels).backward();
+  const auto& stem = f.net->layers().front().conv->weight;
+  REQUIRE(stem.grad().defined());
+  CHECK(stem.grad().abs().sum().item<double>() > 0);
+  // Live BatchNorm: the simulated forward's own values (no integer model exists for batch statistics).
+  f.net->train();
+  CHECK_FALSE(exact->frozen());
+  torch::NoGradGuard no_grad;
+  CHECK_FALSE(torch::equal(f.net->forward(f.images), engine.logits(f.images)));
+}
+
 TEST_CASE("AVX2 and portable kernels give identical integers", "[export]") {
   QatFixture f;
   auto m = f.exported();

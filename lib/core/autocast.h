@@ -13,7 +13,7 @@
 #define PROM_AUTOCAST_DEVICE_TYPED 1
 #endif
 
-namespace prom::train {
+namespace prom {
 
 enum class Amp { kOff, kBf16, kFp16 };
 
@@ -117,4 +117,4 @@ class AutocastOff {
   bool cpu_, cuda_;
 };
 
-}  // namespace prom::train
+}  // namespace prom

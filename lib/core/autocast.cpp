@@ -1,11 +1,11 @@
-#include "train/autocast.h"
+#include "core/autocast.h"
 
 #include <c10/core/impl/LocalDispatchKeySet.h>
 #include <torch/library.h>
 
 #include <mutex>
 
-namespace prom::train {
+namespace prom {
 namespace {
 
 #if TORCH_VERSION_MAJOR < 2
@@ -36,4 +36,4 @@ void install_autocast_kernels() {
 #endif
 }
 
-}  // namespace prom::train
+}  // namespace prom
