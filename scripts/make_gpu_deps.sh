@@ -19,11 +19,11 @@ out=$1
 command -v apt-get >/dev/null && command -v dpkg-deb >/dev/null ||
   die "needs apt-get and dpkg-deb (run it on Debian)" 1
 
-# The -dev packages, then the runtime libraries they depend on (libyaml-cpp0.7, libfmt9, ... on
-# Debian 12): every "lib..." dependency that is not itself a -dev package.
+# The -dev packages, then the "lib..." packages they depend on: the runtime libraries (libyaml-cpp0.7,
+# libfmt9, ... on Debian 12) and, on Debian 13, libcatch2-dev (catch2 is only its wrapper there).
 dev=(libyaml-cpp-dev libspdlog-dev libfmt-dev libcli11-dev nlohmann-json3-dev catch2)
 mapfile -t runtime < <(apt-cache depends --no-recommends --no-suggests "${dev[@]}" 2>/dev/null |
-  awk '$1 == "Depends:" && $2 ~ /^lib/ && $2 !~ /-dev$/ { print $2 }' | sort -u)
+  awk '$1 == "Depends:" && $2 ~ /^lib/ { print $2 }' | sort -u | grep -vxF -f <(printf '%s\n' "${dev[@]}"))
 ((${#runtime[@]} >= 3)) ||
   die "apt-cache knows no runtime libraries for ${dev[*]} (run apt-get update first?)" 1
 packages=("${dev[@]}" "${runtime[@]}")
