@@ -40,7 +40,7 @@ int64_t storage_bytes(const OpSpec& spec, const std::string& ternary_packing);
 struct RoleFigures {
   std::string role;
   int64_t float_params = 0, float_macs = 0;
-  infer::OpCounts counts;
+  infer::OpCounts counts{};
   double energy_pj = 0, fp16_pj = 0, fp32_pj = 0;
   int64_t bytes = 0, fp16_bytes = 0;
 };

@@ -26,11 +26,12 @@ quant::IntLayer lower(const model::LayerInfo& info, const model::GraphNode& node
   }
 }
 
-const quant::ActivationQuantImpl& quantizer_of(const std::vector<quant::ActivationQuantImpl*>& q, int tensor,
+// A pointer, not a reference: gcc 14 warns of a dangling reference to the temporary message string.
+const quant::ActivationQuantImpl* quantizer_of(const std::vector<quant::ActivationQuantImpl*>& q, int tensor,
                                                const std::string& what) {
   if (!q.at(tensor) || !q[tensor]->initialized())
     throw Error("cannot export: " + what + " is not quantized (int8 activations needed on every tensor)");
-  return *q[tensor];
+  return q[tensor];
 }
 
 IntOp conv_op(const model::LayerInfo& info, const model::GraphNode& node, quant::IntLayer l) {
@@ -79,7 +80,7 @@ IntModel lower_model(model::ClassifierModel& net, const ExportOptions& options) 
   m.preprocess = options.preprocess;
   m.ternary_packing = options.ternary_packing;
   // One activation per graph tensor, with the graph's ids.
-  const auto& in_q = quantizer_of(q, 0, "the model input");
+  const auto& in_q = *quantizer_of(q, 0, "the model input");
   m.activations.push_back({in_q.scale(), in_q.is_unsigned(), layers.at(graph.at(0).layer).in_channels,
                            options.input_size, options.input_size});
   for (const auto& node : graph) {
@@ -92,7 +93,7 @@ IntModel lower_model(model::ClassifierModel& net, const ExportOptions& options) 
       if (node.kind == NodeKind::kConv) {
         out.height = (in.height + 2 * info.padding - info.kernel) / info.stride + 1;
         out.width = (in.width + 2 * info.padding - info.kernel) / info.stride + 1;
-        const auto& oq = quantizer_of(q, node.output, "the output of " + info.name);
+        const auto& oq = *quantizer_of(q, node.output, "the output of " + info.name);
         out.scale = oq.scale();
         out.is_unsigned = oq.is_unsigned();
       } else {
@@ -101,8 +102,8 @@ IntModel lower_model(model::ClassifierModel& net, const ExportOptions& options) 
       }
       m.ops.push_back(std::move(op));
     } else if (node.kind == NodeKind::kAdd) {
-      const auto& oq = quantizer_of(q, node.output, "a residual sum");
-      const auto& bq = quantizer_of(q, node.inputs[1], "a residual branch");
+      const auto& oq = *quantizer_of(q, node.output, "a residual sum");
+      const auto& bq = *quantizer_of(q, node.inputs[1], "a residual branch");
       auto add = quant::lower_add(in.scale, bq.scale(), oq.scale(), oq.is_unsigned());
       IntOp op;
       op.kind = OpKind::kAdd;
