@@ -631,6 +631,30 @@ TEST_CASE("bad checkpoints and weights files: exit 1 naming the file", "[bad_inp
       {"export into a folder that cannot exist",
        [](Scratch& s) { return export_("--checkpoint " + s.art.qat_ckpt + " -o /proc/none/out.prom"); }, 1,
        {"/proc/none/out.prom: cannot create the temporary file"}},
+      // --format onnx (lib/onnx; where prom was built without libonnx-dev, the one-line error says so).
+      {"export --format unknown", [](Scratch& s) { return export_("--checkpoint " + s.art.qat_ckpt + " -o x --format tflite"); },
+       2, {"--format: tflite not in {prom,onnx}"}},
+      {"export with neither --checkpoint nor --model", [](Scratch& s) { return export_("-o " + s.path("m.onnx")); }, 2,
+       {"give either --checkpoint (a QAT checkpoint) or --model"}},
+      {"export --model without --format onnx", [](Scratch& s) { return export_("--model " + s.art.model + " -o x.prom"); },
+       2, {"--model {art}/model.prom: is already a .prom model (use --format onnx)"}},
+      {"export --format onnx into a folder that cannot exist",
+       [](Scratch& s) { return export_("--checkpoint " + s.art.qat_ckpt + " --format onnx -o /proc/none/m.onnx"); }, 1,
+#ifdef PROM_WITH_ONNX
+       {"/proc/none/m.onnx: cannot create the temporary file"}},
+#else
+       {"--format onnx: prom was built without ONNX"}},
+#endif
+      {"export --format onnx of a scale ONNX cannot carry keeps the old output", [](Scratch& s) {
+         s.write("bad.prom", edited_graph(s.art.model, [](json& g) { g["activations"][g["input"].get<int>()]["scale"] = 1e-50; }));
+         s.keep(s.write("out.onnx", "an earlier export"));
+         return export_("--model " + s.path("bad.prom") + " --format onnx -o " + s.path("out.onnx"));
+       },
+#ifdef PROM_WITH_ONNX
+       1, {"{dir}/bad.prom: cannot export to ONNX: activation 0: scale 1e-50 is not a positive normal float32"}},
+#else
+       1, {"{dir}/bad.prom: --format onnx: prom was built without ONNX"}},
+#endif
   });
 }
 
