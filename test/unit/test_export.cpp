@@ -147,8 +147,9 @@ TEST_CASE("the integer engine computes exactly what the fake-quant model compute
     INFO("max logit difference " << (fq - logits).abs().max().item<double>());
     CHECK(torch::equal(fq, logits));  // dequantized logits, bit for bit
     CHECK(torch::equal(fq.argmax(1), logits.argmax(1)));
-    // Not a constant function: the fixture's logits separate the classes.
-    CHECK((fq.max() - fq.min()).item<double>() > 0.1);
+    // Not a constant function (equal constants would prove nothing). Under the sanitizers the fixture
+    // trains 3 steps instead of 25, so the spread is small but never zero.
+    CHECK(fq.max().item<double>() > fq.min().item<double>());
   }
 }
 
