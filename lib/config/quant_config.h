@@ -56,6 +56,9 @@ struct QuantConfig {
   // Training: `exact_when_frozen` gives the loss the exact logits (gradients of the simulated forward,
   // straight through) once BatchNorm and observers are frozen; `simulated` never does.
   std::string train_forward = "exact_when_frozen";
+  // A ReLU6 read only by an unsigned observer quantizer runs inside that quantizer's fake-quant pass
+  // (same values and gradients, bit for bit; fewer passes over memory). false: separate ops.
+  bool fuse_relu6 = true;
   template <class V> void visit(V& v) {
     v.field("enabled", enabled);
     v.list("rules", rules);
@@ -64,6 +67,7 @@ struct QuantConfig {
     v.field("freeze_observers_after", freeze_observers_after, at_least(-1));
     v.field("eval_forward", eval_forward, one_of({"exact", "simulated"}));
     v.field("train_forward", train_forward, one_of({"exact_when_frozen", "simulated"}));
+    v.field("fuse_relu6", fuse_relu6);
   }
 };
 

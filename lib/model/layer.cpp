@@ -40,6 +40,11 @@ const char* node_kind_name(NodeKind kind) {
   return "unknown";
 }
 
+torch::Tensor DeferrableRelu6Impl::forward(torch::Tensor x) {
+  if (deferred) return x;
+  return torch::nn::functional::relu6(x, torch::nn::functional::ReLU6FuncOptions().inplace(true));
+}
+
 torch::Tensor HookedConv2dImpl::forward(const torch::Tensor& x) {
   const torch::Tensor& in = input_hook && !input_prequantized ? input_hook->forward(x) : x;
   return _conv_forward(in, weight_hook ? weight_hook->forward(weight) : weight);

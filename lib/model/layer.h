@@ -45,6 +45,16 @@ class HookedLinearImpl : public torch::nn::LinearImpl {
 };
 TORCH_MODULE(HookedLinear);
 
+// torchvision's in-place ReLU6, which the consumer of its output may take over: lib/quant fuses it
+// into the next activation quantizer's pass (same values and gradients, fewer passes over memory)
+// and sets `deferred`; this module then passes its input through unchanged.
+class DeferrableRelu6Impl : public torch::nn::Module {
+ public:
+  torch::Tensor forward(torch::Tensor x);
+  bool deferred = false;
+};
+TORCH_MODULE(DeferrableRelu6);
+
 // One weighted layer (a convolution with its BatchNorm, or the classifier's linear layer).
 struct LayerInfo {
   std::string name;  // state-dict prefix of the weight, e.g. "features.1.conv.0.0"
@@ -58,6 +68,7 @@ struct LayerInfo {
   torch::nn::BatchNorm2d bn{nullptr};      // set where a BatchNorm follows
   HookedLinear linear{nullptr};            // set for the classifier
   bool relu6 = false;      // a ReLU6 follows the BatchNorm
+  DeferrableRelu6 act{nullptr};  // that ReLU6 (set with relu6)
 };
 
 // The model's dataflow over numbered tensors, in execution order: what lowering walks, what the exact

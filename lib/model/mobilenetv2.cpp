@@ -14,7 +14,8 @@ ConvNormAct conv_bn_relu6(int64_t in, int64_t out, int64_t kernel, int64_t strid
   int64_t padding = (kernel - 1) / 2;
   auto conv = HookedConv2d(nn::Conv2dOptions(in, out, kernel).stride(stride).padding(padding).groups(groups).bias(false));
   auto bn = nn::BatchNorm2d(out);
-  ConvNormAct seq(conv, bn, nn::ReLU6(nn::ReLU6Options().inplace(true)));
+  auto act = DeferrableRelu6();
+  ConvNormAct seq(conv, bn, act);
   LayerInfo info;
   info.name = name + ".0";
   info.role = role;
@@ -28,6 +29,7 @@ ConvNormAct conv_bn_relu6(int64_t in, int64_t out, int64_t kernel, int64_t strid
   // Depthwise convs follow a ReLU6 (expansion or stem); stem, expansion and last_conv read block outputs.
   info.input_nonnegative = role == LayerRole::kDepthwise;
   info.relu6 = true;
+  info.act = act;
   info.conv = conv;
   info.bn = bn;
   layers->push_back(info);

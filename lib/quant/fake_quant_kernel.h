@@ -16,8 +16,13 @@ struct FakeQuantOutput {
 };
 
 // `scale` and `zero_point` are [1] tensors (float32, int32), as torch's tensor-qparams variant takes.
+// `relu6`: quantize relu6(x) = clamp(x, 0, 6) instead, in the same pass, and let the gradient pass
+// only where ReLU6's does too (0 < x < 6): bit for bit relu6 followed by fake quantization, forward
+// and backward, with one pass over x instead of three (relu6_, its backward, the mask). Only on
+// unsigned grids (qmin = 0), where a NaN ends at 0 either way.
 FakeQuantOutput fake_quantize_per_tensor(const torch::Tensor& x, const torch::Tensor& scale,
-                                         const torch::Tensor& zero_point, int64_t qmin, int64_t qmax);
+                                         const torch::Tensor& zero_point, int64_t qmin, int64_t qmax,
+                                         bool relu6 = false);
 
 // Straight-through gradient: where(mask, grad, 0).
 torch::Tensor masked_gradient(const torch::Tensor& grad, const torch::Tensor& mask);

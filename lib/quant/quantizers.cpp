@@ -5,6 +5,7 @@
 #include "quant/straight_through.h"
 
 #include <cmath>
+#include <stdexcept>
 
 namespace prom::quant {
 namespace {
@@ -36,15 +37,16 @@ torch::Tensor dense_view(const torch::Tensor& x) {
 // torch's grad * mask: identical for finite gradients up to the sign of zeros, and one pass fewer.
 struct FakeQuantPerTensor : public torch::autograd::Function<FakeQuantPerTensor> {
   static torch::Tensor forward(torch::autograd::AutogradContext* ctx, const torch::Tensor& x, const torch::Tensor& scale,
-                               const torch::Tensor& zero_point, int64_t qmin, int64_t qmax) {
-    FakeQuantOutput out = fake_quantize_per_tensor(x, scale, zero_point, qmin, qmax);
+                               const torch::Tensor& zero_point, int64_t qmin, int64_t qmax, bool relu6) {
+    FakeQuantOutput out = fake_quantize_per_tensor(x, scale, zero_point, qmin, qmax, relu6);
     ctx->save_for_backward({out.mask});
     return out.values;
   }
   static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
                                                  torch::autograd::variable_list grad) {
     torch::Tensor mask = ctx->get_saved_variables()[0];
-    return {masked_gradient(grad[0], mask), torch::Tensor(), torch::Tensor(), torch::Tensor(), torch::Tensor()};
+    return {masked_gradient(grad[0], mask), torch::Tensor(), torch::Tensor(), torch::Tensor(), torch::Tensor(),
+            torch::Tensor()};
   }
 };
 
@@ -184,7 +186,8 @@ torch::Tensor ActivationQuantImpl::forward(const torch::Tensor& x_in) {
     // One pass over x: max|x| = max(max x, -min x), exactly, without an |x| temporary.
     torch::Tensor batch_range;
     if (unsigned_) {
-      batch_range = dense_view(x).max().clamp_min(0);
+      // max(relu6(x)) = relu6(max(x)) exactly: ReLU6 is monotone (see set_fused_relu6).
+      batch_range = fused_relu6_ ? dense_view(x).max().clamp(0, 6) : dense_view(x).max().clamp_min(0);
     } else {
       auto [lo, hi] = torch::aminmax(dense_view(x));
       batch_range = torch::maximum(hi, lo.neg());
@@ -200,7 +203,7 @@ torch::Tensor ActivationQuantImpl::forward(const torch::Tensor& x_in) {
 
 torch::Tensor ActivationQuantImpl::quantize(const torch::Tensor& x_in) {
   torch::Tensor x = x_in.to(torch::kFloat32);
-  if (!initialized()) return x;  // eval before any training batch: nothing to quantize to
+  if (!initialized()) return fused_relu6_ ? torch::hardtanh(x, 0, 6) : x;  // eval before any training batch
   if (learned_) {
     double grad_factor = 1.0 / std::sqrt(static_cast<double>(x.numel()) * qmax());
     step_.data().clamp_min_(kEps);
@@ -209,7 +212,7 @@ torch::Tensor ActivationQuantImpl::quantize(const torch::Tensor& x_in) {
   }
   torch::Tensor scale = (range_ / static_cast<double>(qmax())).clamp_min(kEps);
   torch::Tensor zp = torch::zeros({1}, torch::TensorOptions().dtype(torch::kInt32).device(x.device()));
-  return FakeQuantPerTensor::apply(x, scale, zp, qmin(), qmax());
+  return FakeQuantPerTensor::apply(x, scale, zp, qmin(), qmax(), fused_relu6_);
 }
 
 torch::Tensor PooledActivationQuantImpl::forward(const torch::Tensor& x) {
@@ -225,6 +228,12 @@ torch::Tensor PooledActivationQuantImpl::forward(const torch::Tensor& x) {
     pooled = torch::round(sums / static_cast<double>(x.size(2) * x.size(3))) * s;
   }
   return StraightThrough::apply(mean, pooled);
+}
+
+void ActivationQuantImpl::set_fused_relu6(bool on) {
+  if (on && (!unsigned_ || learned_))
+    throw std::logic_error("only an unsigned observer quantizer can take over a ReLU6");
+  fused_relu6_ = on;
 }
 
 std::string ActivationQuantImpl::describe() const {

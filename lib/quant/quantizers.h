@@ -82,6 +82,11 @@ class ActivationQuantImpl : public model::TensorHook {
   // Fake-quantizes with the current range, never observing.
   torch::Tensor quantize(const torch::Tensor& x);
   void set_observing(bool on) { observing_ = on; }
+  // The producer's ReLU6 runs here, inside the fake-quant pass (quant/fake_quant_kernel.h), and the
+  // producer skips it (model::DeferrableRelu6): same values and gradients, two passes fewer per step.
+  // Only for unsigned observer quantizers (the LSQ path has no fused kernel).
+  void set_fused_relu6(bool on);
+  bool fused_relu6() const { return fused_relu6_; }
   bool observing() const { return observing_; }
   bool is_unsigned() const { return unsigned_; }
   bool learned() const { return learned_; }
@@ -97,6 +102,7 @@ class ActivationQuantImpl : public model::TensorHook {
   bool unsigned_, learned_;
   double momentum_;
   bool observing_ = true;
+  bool fused_relu6_ = false;
   torch::Tensor range_;        // buffer [1]: EMA of max|x| (observer) ...
   torch::Tensor step_;         // ... or parameter [1]: the learned step (LSQ)
   torch::Tensor initialized_;  // buffer [1]: 0 until the first batch has been seen

@@ -114,6 +114,33 @@ TEST_CASE("vectorized per-tensor fake quant equals torch's kernel bit for bit, f
       }
     }
   }
+  // ReLU6 fused into the pass: bit for bit hardtanh(x, 0, 6) then torch's kernel, and the mask of
+  // both backward passes (hardtanh_backward passes where 0 < x < 6).
+  auto with_nan = torch::cat({flat, torch::tensor({std::nanf(""), 6.0f, 6.5f, -1.0f})});
+  for (bool avx2 : {true, false}) {
+    quant::set_fake_quant_avx2(avx2);
+    {
+      const int64_t qmin = 0, qmax = 255;  // ReLU6 is fused into unsigned quantizers only
+      for (float s : {scale, 6.5f / 255}) {  // a grid that ends below 6, and one beyond it
+        for (const auto& x : {with_nan, random.contiguous(torch::MemoryFormat::ChannelsLast)}) {
+          auto sc = torch::full({1}, s);
+          auto zp = torch::zeros({1}, torch::kInt32);
+          auto [ref, ref_mask] = torch::_fake_quantize_per_tensor_affine_cachemask_tensor_qparams(
+              torch::hardtanh(x, 0, 6), sc, zp, torch::ones({1}, torch::kLong), qmin, qmax);
+          ref_mask = ref_mask.logical_and(x.gt(0)).logical_and(x.lt(6));
+          auto ours = quant::fake_quantize_per_tensor(x, sc, zp, qmin, qmax, /*relu6=*/true);
+          INFO("relu6 avx2 " << avx2 << " scale " << s);
+          CHECK(torch::equal(ours.values.contiguous().view(torch::kInt32), ref.contiguous().view(torch::kInt32)));
+          CHECK(torch::equal(ours.mask, ref_mask));
+          // torch's path (a non-dense input) computes the same.
+          auto strided = torch::stack({x, x}, -1).select(-1, 0);
+          auto fallback = quant::fake_quantize_per_tensor(strided, sc, zp, qmin, qmax, true);
+          CHECK(torch::equal(fallback.values.contiguous().view(torch::kInt32), ref.contiguous().view(torch::kInt32)));
+          CHECK(torch::equal(fallback.mask, ref_mask));
+        }
+      }
+    }
+  }
   quant::set_fake_quant_avx2(true);
   // Non-finite inputs (and beyond 2^63 steps): torch converts them to int64 (undefined; qmin on x86). Ours stays on the
   // grid too (inf to its edge, NaN to qmin) and blocks the gradient, which is all a diverged step needs.
@@ -244,6 +271,60 @@ TEST_CASE("a PROM QAT model's loss falls on a small set", "[quant]") {
   CHECK(has_range);
 }
 
+TEST_CASE("ReLU6 fused into the next quantizer: training steps equal the unfused ones bit for bit", "[quant]") {
+  torch::manual_seed(3);
+  auto images = torch::randn({8, 3, 16, 16}).contiguous(torch::MemoryFormat::ChannelsLast);
+  auto labels = torch::arange(8) % 4;
+  std::vector<std::shared_ptr<model::ClassifierModel>> models;
+  for (bool fuse : {true, false}) {
+    torch::manual_seed(0);
+    auto m = model::create_model(tiny_model());
+    auto c = load_policy("prom");
+    c.fuse_relu6 = fuse;
+    c.eval_forward = "simulated";  // eval runs the modules too
+    quant::apply_policy(*m, c);
+    model::to_channels_last(*m);
+    int relu6 = 0, deferred = 0;
+    std::string kept;  // ReLU6 layers left unfused
+    for (const auto& l : m->layers()) {
+      relu6 += l.relu6;
+      deferred += l.act && l.act->deferred;
+      if (l.relu6 && !(l.act && l.act->deferred)) kept += " " + l.name;
+    }
+    INFO("unfused:" << kept);
+    // At width 0.25 the stem's output (8 channels) also feeds the first block's skip path, which
+    // reads it through the block, not through one quantizer: that ReLU6 stays a separate op.
+    CHECK(relu6 > 0);
+    if (fuse) CHECK(kept == " features.0.0");
+    CHECK(deferred == (fuse ? relu6 - 1 : 0));
+    models.push_back(m);
+  }
+  std::vector<torch::optim::SGD> optims;
+  for (auto& m : models) optims.emplace_back(m->parameters(), torch::optim::SGDOptions(0.05).momentum(0.9));
+  for (int step = 0; step < 3; ++step) {
+    std::vector<torch::Tensor> losses;
+    for (size_t i = 0; i < models.size(); ++i) {
+      models[i]->train();
+      optims[i].zero_grad();
+      auto loss = torch::cross_entropy_loss(models[i]->forward(images), labels);
+      loss.backward();
+      optims[i].step();
+      losses.push_back(loss.detach());
+    }
+    INFO("step " << step);
+    CHECK(torch::equal(losses[0], losses[1]));
+    auto fused = models[0]->named_parameters(), plain = models[1]->named_parameters();
+    for (const auto& p : fused) {
+      INFO(p.key());
+      CHECK(torch::equal(p.value().grad(), plain[p.key()].grad()));
+    }
+    auto fused_buffers = models[0]->named_buffers(), plain_buffers = models[1]->named_buffers();
+    for (const auto& b : fused_buffers) CHECK(torch::equal(b.value(), plain_buffers[b.key()]));
+  }
+  for (auto& m : models) m->eval();
+  CHECK(torch::equal(models[0]->forward(images), models[1]->forward(images)));
+}
+
 TEST_CASE("freezing BN and observers at their epochs", "[quant]") {
   auto model = model::create_model(tiny_model());
   auto c = load_policy("w8a8");
@@ -296,3 +377,4 @@ TEST_CASE("an activation quantizer's initialized flag follows loaded state", "[q
   q->forward(x * 4);
   CHECK(q->scale() == Approx((0.5 * 10 + 0.5 * 20) / 127));
 }
+
