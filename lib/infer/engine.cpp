@@ -26,7 +26,13 @@ bool is_ternary_pointwise(const IntOp& op) {
 
 IntegerEngine::IntegerEngine(graph::IntModel model, EngineOptions options)
     : model_(std::move(model)), avx2_(options.allow_avx2 && kernels::cpu_has_avx2()), parallel_(options.parallel) {
-  for (const auto& a : model_.activations) acts_.emplace_back(a.channels * a.height * a.width);
+  // Activation memory bounds the batch: about 64 MB of int16 codes, so MobileNetV2 1.0 at 224 px
+  // (~6.6 M codes per image) runs ~5 images at a time and a 28 px model the full max_batch.
+  int64_t per_image = 0;
+  for (const auto& a : model_.activations) per_image += a.channels * a.height * a.width;
+  constexpr int64_t kActivationBudget = int64_t{32} << 20;  // codes
+  capacity_ = std::clamp<int64_t>(kActivationBudget / std::max<int64_t>(1, per_image), 1, std::max<int64_t>(1, options.max_batch));
+  for (const auto& a : model_.activations) acts_.emplace_back(capacity_ * a.channels * a.height * a.width);
   plus_.resize(model_.ops.size());
   minus_.resize(model_.ops.size());
   plus_offsets_.resize(model_.ops.size());
@@ -59,7 +65,7 @@ IntegerEngine::IntegerEngine(graph::IntModel model, EngineOptions options)
     }
   }
   max_pixels_ = static_cast<int64_t>(max_pixels);
-  padded_.resize(max_padded);
+  padded_.resize(capacity_ * max_padded);
   seconds_.assign(model_.ops.size(), 0.0);
 }
 
@@ -102,11 +108,26 @@ torch::Tensor IntegerEngine::run(const torch::Tensor& codes_in) {
   if (codes.dim() != 4 || codes.size(1) != a.channels || codes.size(2) != a.height || codes.size(3) != a.width)
     throw Error("integer engine: input must be [N, " + std::to_string(a.channels) + ", " + std::to_string(a.height) +
                 ", " + std::to_string(a.width) + "]");
-  int64_t n = codes.size(0);
+  const int64_t n = codes.size(0);
   const auto& out = model_.activations[model_.output];
   torch::Tensor logits = torch::empty({n, out.channels}, torch::kInt32);
-  for (int64_t i = 0; i < n; ++i) run_image(codes[i].data_ptr<int16_t>(), logits[i].data_ptr<int32_t>());
+  const int64_t image_size = a.channels * a.height * a.width;
+  for (int64_t i = 0; i < n; i += capacity_)
+    run_batch(codes.data_ptr<int16_t>() + i * image_size, std::min(capacity_, n - i),
+              logits.data_ptr<int32_t>() + i * out.channels);
   return logits;
+}
+
+std::vector<int16_t> IntegerEngine::activation(size_t id) const {
+  const auto& a = model_.activations.at(id);
+  const int64_t pixels = a.height * a.width;
+  std::vector<int16_t> out(a.channels * pixels);
+  if (batch_ == 0) return out;
+  for (int64_t c = 0; c < a.channels; ++c) {
+    const int16_t* plane = acts_[id].data() + (c * batch_ + batch_ - 1) * pixels;
+    std::copy(plane, plane + pixels, out.begin() + c * pixels);
+  }
+  return out;
 }
 
 torch::Tensor IntegerEngine::logits(const torch::Tensor& images) {
@@ -115,8 +136,15 @@ torch::Tensor IntegerEngine::logits(const torch::Tensor& images) {
   return acc.to(torch::kFloat32) * head.output_scale.unsqueeze(0);
 }
 
-void IntegerEngine::run_image(const int16_t* input, int32_t* logits) {
-  std::copy(input, input + acts_[model_.input].size(), acts_[model_.input].begin());
+void IntegerEngine::run_batch(const int16_t* input, int64_t images, int32_t* logits) {
+  batch_ = images;
+  // [image][C][H*W] -> [C][image][H*W]
+  const auto& in = model_.activations[model_.input];
+  const int64_t pixels = in.height * in.width;
+  for (int64_t b = 0; b < images; ++b)
+    for (int64_t c = 0; c < in.channels; ++c)
+      std::copy(input + (b * in.channels + c) * pixels, input + (b * in.channels + c + 1) * pixels,
+                acts_[model_.input].begin() + (c * images + b) * pixels);
   using Clock = std::chrono::steady_clock;
   auto t0 = Clock::now();
   for (size_t i = 0; i < model_.ops.size(); ++i) {
@@ -134,6 +162,7 @@ void IntegerEngine::run_image(const int16_t* input, int32_t* logits) {
 }
 
 // What every convolution kernel reads and writes, and its requantization into the output planes.
+// Planes are per channel [image][H*W]: `in_pixels` and `out_pixels` count all images of the batch.
 struct IntegerEngine::ConvPlanes {
   const int16_t* x;
   int16_t* y;
@@ -149,7 +178,8 @@ struct IntegerEngine::ConvPlanes {
 void IntegerEngine::conv(const IntOp& op, size_t index) {
   const auto& in = model_.activations[op.input];
   const auto& out = model_.activations[op.output];
-  const ConvPlanes p{acts_[op.input].data(), acts_[op.output].data(), in.height * in.width, out.height * out.width,
+  const ConvPlanes p{acts_[op.input].data(), acts_[op.output].data(), batch_ * in.height * in.width,
+                     batch_ * out.height * out.width,
                      op.bias.data_ptr<int32_t>(), op.multiplier.data_ptr<int32_t>(), op.right_shift.data_ptr<int32_t>(),
                      op.clamp_lo, op.clamp_hi, static_cast<int32_t>(op.acc_shift), avx2_};
   OpCounts& counts = counts_[index].counts;
@@ -178,7 +208,7 @@ int64_t IntegerEngine::conv_ternary_pointwise(const IntOp& op, size_t index, con
   const int32_t* plus = plus_[index].data();
   const int32_t* minus = minus_[index].data();
   const int64_t nonzero = static_cast<int64_t>(plus_[index].size() + minus_[index].size());
-  const int64_t max_pixels = max_pixels_;
+  const int64_t max_pixels = max_pixels_ * batch_;
   for_channels(parallel_, op.out_channels, nonzero / std::max<int64_t>(1, op.out_channels) * p.out_pixels,
                [&](int64_t c0, int64_t c1) {
                  int32_t* acc = thread_acc(max_pixels);
@@ -193,7 +223,7 @@ int64_t IntegerEngine::conv_ternary_pointwise(const IntOp& op, size_t index, con
 
 void IntegerEngine::conv_int8_pointwise(const IntOp& op, const ConvPlanes& p) {
   const int8_t* w = op.weight.data_ptr<int8_t>();
-  const int64_t max_pixels = max_pixels_;
+  const int64_t max_pixels = max_pixels_ * batch_;
   for_channels(parallel_, op.out_channels, op.in_channels * p.out_pixels, [&](int64_t c0, int64_t c1) {
     int32_t* acc = thread_acc(max_pixels);
     for (int64_t c = c0; c < c1; ++c) {
@@ -210,19 +240,21 @@ void IntegerEngine::conv_general(const IntOp& op, const ConvPlanes& p) {
   const auto& in = model_.activations[op.input];
   const auto& out = model_.activations[op.output];
   const int8_t* w = op.weight.data_ptr<int8_t>();
-  const int64_t k = op.kernel, s = op.stride, pad = op.padding, max_pixels = max_pixels_;
-  const int64_t ph = in.height + 2 * pad, pw = in.width + 2 * pad;
+  const int64_t k = op.kernel, s = op.stride, pad = op.padding, images = batch_;
+  const int64_t ph = in.height + 2 * pad, pw = in.width + 2 * pad, plane = ph * pw;
+  const int64_t in_pixels = in.height * in.width, out_pixels = out.height * out.width;
   const int64_t in_per_group = op.in_channels / op.groups, out_per_group = op.out_channels / op.groups;
   int16_t* padded = padded_.data();
-  for_channels(parallel_, in.channels, ph * pw, [&](int64_t c0, int64_t c1) {
-    for (int64_t ic = c0; ic < c1; ++ic) {
-      int16_t* plane = padded + ic * ph * pw;
-      const int16_t* src = p.x + ic * p.in_pixels;
-      std::fill(plane, plane + ph * pw, 0);
+  for_channels(parallel_, in.channels * images, plane, [&](int64_t q0, int64_t q1) {
+    for (int64_t q = q0; q < q1; ++q) {  // q = channel * images + image, as in the activation
+      int16_t* dst = padded + q * plane;
+      const int16_t* src = p.x + q * in_pixels;
+      std::fill(dst, dst + plane, 0);
       for (int64_t r = 0; r < in.height; ++r)
-        std::copy(src + r * in.width, src + (r + 1) * in.width, plane + (r + pad) * pw + pad);
+        std::copy(src + r * in.width, src + (r + 1) * in.width, dst + (r + pad) * pw + pad);
     }
   });
+  const int64_t max_pixels = max_pixels_ * images;
   for_channels(parallel_, op.out_channels, in_per_group * k * k * p.out_pixels, [&](int64_t c0, int64_t c1) {
     int32_t* acc = thread_acc(max_pixels);
     for (int64_t c = c0; c < c1; ++c) {
@@ -230,8 +262,9 @@ void IntegerEngine::conv_general(const IntOp& op, const ConvPlanes& p) {
       std::fill(acc, acc + p.out_pixels, 0);
       for (int64_t ci = 0; ci < in_per_group; ++ci) {
         const int64_t ic = g * in_per_group + ci;
-        kernels::conv_plane(padded + ic * ph * pw, pw, w + (c * in_per_group + ci) * k * k, k, s, out.height,
-                            out.width, acc, p.avx2);
+        for (int64_t b = 0; b < images; ++b)
+          kernels::conv_plane(padded + (ic * images + b) * plane, pw, w + (c * in_per_group + ci) * k * k, k, s,
+                              out.height, out.width, acc + b * out_pixels, p.avx2);
       }
       p.requantize(acc, c);
     }
@@ -243,7 +276,7 @@ void IntegerEngine::add(const IntOp& op, size_t index) {
   const int16_t* a = acts_[op.input].data();
   const int16_t* b = acts_[op.input2].data();
   int16_t* y = acts_[op.output].data();
-  const int64_t n = static_cast<int64_t>(acts_[op.output].size());
+  const int64_t n = batch_ * out.channels * out.height * out.width;
   const quant::arith::CodeGrid grid = quant::arith::activation_grid(out.is_unsigned);
   const int shift = static_cast<int>(op.add_shift);
   for (int64_t i = 0; i < n; ++i)
@@ -256,30 +289,34 @@ void IntegerEngine::add(const IntOp& op, size_t index) {
 
 void IntegerEngine::avgpool(const IntOp& op, size_t index) {
   const auto& in = model_.activations[op.input];
-  const int64_t pixels = in.height * in.width;
+  const int64_t pixels = in.height * in.width, planes = in.channels * batch_;
   const int16_t* x = acts_[op.input].data();
-  int16_t* y = acts_[op.output].data();
-  for (int64_t c = 0; c < in.channels; ++c) {
+  int16_t* y = acts_[op.output].data();  // [C][image]
+  for (int64_t q = 0; q < planes; ++q) {
     int64_t sum = 0;
-    for (int64_t p = 0; p < pixels; ++p) sum += x[c * pixels + p];
-    y[c] = static_cast<int16_t>(quant::arith::divide_round_half_even(sum, pixels));
+    for (int64_t p = 0; p < pixels; ++p) sum += x[q * pixels + p];
+    y[q] = static_cast<int16_t>(quant::arith::divide_round_half_even(sum, pixels));
   }
-  counts_[index].counts.int32_adds += in.channels * pixels;
-  counts_[index].counts.requant_mults += in.channels;  // the division by H*W
+  counts_[index].counts.int32_adds += planes * pixels;
+  counts_[index].counts.requant_mults += planes;  // the division by H*W
 }
 
+// The classifier reads the pooled [C][image] codes; logits are [image][classes].
 void IntegerEngine::linear(const IntOp& op, size_t index, int32_t* logits) {
   const int16_t* x = acts_[op.input].data();
   const int8_t* w = op.weight.data_ptr<int8_t>();
   const int32_t* bias = op.bias.data_ptr<int32_t>();
-  for (int64_t c = 0; c < op.out_channels; ++c) {
-    int32_t acc = 0;
-    for (int64_t i = 0; i < op.in_channels; ++i) acc += static_cast<int32_t>(w[c * op.in_channels + i]) * x[i];
-    logits[c] = acc * (int32_t{1} << op.acc_shift) + bias[c];  // fits int32: the loader checks the range
-  }
+  const int64_t images = batch_;
+  for (int64_t b = 0; b < images; ++b)
+    for (int64_t c = 0; c < op.out_channels; ++c) {
+      int32_t acc = 0;
+      for (int64_t i = 0; i < op.in_channels; ++i)
+        acc += static_cast<int32_t>(w[c * op.in_channels + i]) * x[i * images + b];
+      logits[b * op.out_channels + c] = acc * (int32_t{1} << op.acc_shift) + bias[c];  // fits int32: the loader checks
+    }
   OpCounts& counts = counts_[index].counts;
-  counts.int8_mults += op.in_channels * op.out_channels;
-  counts.int32_adds += op.in_channels * op.out_channels + op.out_channels;
+  counts.int8_mults += images * op.in_channels * op.out_channels;
+  counts.int32_adds += images * (op.in_channels * op.out_channels + op.out_channels);
 }
 
 }  // namespace prom::infer

@@ -14,6 +14,10 @@ namespace prom::infer {
 struct EngineOptions {
   bool allow_avx2 = true;  // false forces the portable kernels (the tests run both)
   bool parallel = true;    // convolutions split output channels over LibTorch's intra-op threads
+  // Images run together: activations are laid out [C][image][H*W], so a 1x1 convolution sees
+  // images x pixels values per channel (full vectors even at 2x2 pixels) and each layer hands work to
+  // the threads once per batch, not once per image. Capped by activation memory (see engine.cpp).
+  int64_t max_batch = 256;
 };
 
 class IntegerEngine {
@@ -34,11 +38,13 @@ class IntegerEngine {
   // Wall-clock seconds spent in each op of the graph since construction or reset_counts().
   const std::vector<double>& op_seconds() const { return seconds_; }
   const char* kernel_name() const { return avx2_ ? "avx2" : "portable"; }
-  // Integer codes of graph activation `id` for the last image run (planes [C][H*W]); for tests.
-  const std::vector<int16_t>& activation(size_t id) const { return acts_.at(id); }
+  // Integer codes of graph activation `id` for the last image of the last run (planes [C][H*W]); for tests.
+  std::vector<int16_t> activation(size_t id) const;
+  // Images per batch that run() processes together.
+  int64_t batch_capacity() const { return capacity_; }
 
  private:
-  void run_image(const int16_t* input, int32_t* logits);
+  void run_batch(const int16_t* input, int64_t images, int32_t* logits);
   struct ConvPlanes;
   void conv(const graph::IntOp& op, size_t index);
   int64_t conv_ternary_pointwise(const graph::IntOp& op, size_t index, const ConvPlanes& planes);  // -> non-zeros
@@ -50,11 +56,13 @@ class IntegerEngine {
 
   graph::IntModel model_;
   bool avx2_, parallel_;
-  std::vector<std::vector<int16_t>> acts_;   // one buffer per graph activation: planes [C][H*W]
+  int64_t capacity_ = 1;  // images per batch
+  int64_t batch_ = 0;     // images in the batch in flight (or the last one)
+  std::vector<std::vector<int16_t>> acts_;   // one buffer per graph activation: [C][image][H*W]
   std::vector<std::vector<int32_t>> plus_, minus_;  // per ternary op: flattened index lists
   std::vector<std::vector<int64_t>> plus_offsets_, minus_offsets_;  // per output channel: start in lists
-  std::vector<int16_t> padded_;  // zero-padded input planes of a stem/depthwise convolution
-  int64_t max_pixels_ = 0;       // accumulator scratch per thread
+  std::vector<int16_t> padded_;  // zero-padded input planes of a stem/depthwise convolution: [C][image][plane]
+  int64_t max_pixels_ = 0;       // output pixels of the largest layer, per image (accumulator scratch per thread)
   std::vector<LayerCounts> counts_;
   std::vector<double> seconds_;
 };
