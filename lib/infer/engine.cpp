@@ -171,7 +171,7 @@ struct IntegerEngine::ConvPlanes {
   int32_t lo, hi, acc_shift;
   bool avx2;
   void requantize(const int32_t* acc, int64_t c) const {
-    kernels::requantize(acc, out_pixels, acc_shift, bias[c], mult[c], shift[c], lo, hi, y + c * out_pixels);
+    kernels::requantize(acc, out_pixels, acc_shift, bias[c], mult[c], shift[c], lo, hi, y + c * out_pixels, avx2);
   }
 };
 

@@ -1,6 +1,7 @@
 #include "infer/kernels.h"
 
 #include <algorithm>
+#include <cstdint>
 #include <cstring>
 
 #include "quant/arithmetic.h"
@@ -157,6 +158,54 @@ __attribute__((target("avx2"))) void int8_pointwise_avx2(const int16_t* x, int64
     acc[p] = s;
   }
 }
+
+// quant::arith::requantize on 4 int64 lanes: p = v * multiplier exactly (|p| < 2^62), then
+// p / 2^s rounded to nearest, ties to even, from a logical shift of p + 2^62 (non-negative, and
+// 2^62 is a multiple of 2^s, so the remainder is p's), then clamped to [lo, hi].
+struct RequantLanes {
+  __m256i multiplier, offset, base, rem_mask, half, one, lo, hi;
+  __m128i shift;
+};
+
+__attribute__((target("avx2"))) inline __m256i requantize_lanes(__m256i v, const RequantLanes& k) {
+  const __m256i biased = _mm256_add_epi64(_mm256_mul_epi32(v, k.multiplier), k.offset);
+  __m256i q = _mm256_sub_epi64(_mm256_srl_epi64(biased, k.shift), k.base);
+  const __m256i rem = _mm256_and_si256(biased, k.rem_mask);
+  const __m256i odd = _mm256_cmpeq_epi64(_mm256_and_si256(q, k.one), k.one);
+  const __m256i up = _mm256_or_si256(_mm256_cmpgt_epi64(rem, k.half),
+                                     _mm256_and_si256(_mm256_cmpeq_epi64(rem, k.half), odd));
+  q = _mm256_add_epi64(q, _mm256_and_si256(up, k.one));
+  q = _mm256_blendv_epi8(q, k.lo, _mm256_cmpgt_epi64(k.lo, q));
+  return _mm256_blendv_epi8(q, k.hi, _mm256_cmpgt_epi64(q, k.hi));
+}
+
+__attribute__((target("avx2"))) int64_t requantize_avx2(const int32_t* acc, int64_t n, int32_t acc_shift, int32_t bias,
+                                                        int32_t multiplier, int32_t right_shift, int32_t lo, int32_t hi,
+                                                        int16_t* out) {
+  const RequantLanes k{_mm256_set1_epi64x(multiplier),
+                       _mm256_set1_epi64x(int64_t{1} << 62),
+                       _mm256_set1_epi64x(int64_t{1} << (62 - right_shift)),
+                       _mm256_set1_epi64x((int64_t{1} << right_shift) - 1),
+                       _mm256_set1_epi64x(int64_t{1} << (right_shift - 1)),
+                       _mm256_set1_epi64x(1),
+                       _mm256_set1_epi64x(lo),
+                       _mm256_set1_epi64x(hi),
+                       _mm_cvtsi32_si128(right_shift)};
+  const __m128i acc_shift_count = _mm_cvtsi32_si128(acc_shift);
+  const __m256i bias_v = _mm256_set1_epi32(bias);
+  int64_t p = 0;
+  for (; p + 8 <= n; p += 8) {
+    // acc * 2^acc_shift + bias fits int32 (lowering checks it), as in the scalar version.
+    const __m256i v = _mm256_add_epi32(
+        _mm256_sll_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(acc + p)), acc_shift_count), bias_v);
+    const __m256i even = requantize_lanes(v, k);                          // lanes 0, 2, 4, 6
+    const __m256i odd = requantize_lanes(_mm256_srli_epi64(v, 32), k);  // lanes 1, 3, 5, 7
+    const __m256i r = _mm256_blend_epi32(even, _mm256_slli_epi64(odd, 32), 0xAA);  // 8 int32 in order
+    const __m256i packed = _mm256_permute4x64_epi64(_mm256_packs_epi32(r, r), 0x08);  // results fit int16
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(out + p), _mm256_castsi256_si128(packed));
+  }
+  return p;
+}
 #endif
 
 }  // namespace
@@ -185,9 +234,15 @@ void conv_plane(const int16_t* x, int64_t width, const int8_t* w, int64_t k, int
 }
 
 void requantize(const int32_t* acc, int64_t n, int32_t acc_shift, int32_t bias, int32_t multiplier,
-                int32_t right_shift, int32_t lo, int32_t hi, int16_t* out) {
+                int32_t right_shift, int32_t lo, int32_t hi, int16_t* out, bool avx2) {
+  int64_t done = 0;
+#ifdef PROM_X86
+  // A zero multiplier (shift 0) and clamps beyond int16 stay on the scalar path.
+  if (avx2 && multiplier != 0 && right_shift >= 1 && right_shift <= 62 && lo >= INT16_MIN && hi <= INT16_MAX)
+    done = requantize_avx2(acc, n, acc_shift, bias, multiplier, right_shift, lo, hi, out);
+#endif
   const quant::arith::FixedPointMultiplier m{multiplier, right_shift};
-  for (int64_t p = 0; p < n; ++p)
+  for (int64_t p = done; p < n; ++p)
     out[p] = static_cast<int16_t>(quant::arith::requantize(acc[p], acc_shift, bias, m, lo, hi));
 }
 

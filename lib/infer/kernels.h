@@ -21,9 +21,10 @@ void int8_pointwise(const int16_t* x, int64_t pixels, int64_t in_channels, const
 void conv_plane(const int16_t* x, int64_t width, const int8_t* w, int64_t k, int64_t stride, int64_t out_h,
                 int64_t out_w, int32_t* acc, bool avx2);
 
-// acc[p] requantized with quant::arith::requantize (one rounding, ties to even) into out.
+// acc[p] requantized with quant::arith::requantize (one rounding, ties to even) into out; the AVX2
+// version computes the same int64 products and rounding shifts 4 lanes at a time.
 void requantize(const int32_t* acc, int64_t n, int32_t acc_shift, int32_t bias, int32_t multiplier,
-                int32_t right_shift, int32_t lo, int32_t hi, int16_t* out);
+                int32_t right_shift, int32_t lo, int32_t hi, int16_t* out, bool avx2);
 
 bool cpu_has_avx2();
 

@@ -237,6 +237,53 @@ TEST_CASE("parallel and serial engines, AVX2 and portable conv kernels give iden
     }
 }
 
+TEST_CASE("the AVX2 requantization equals quant::arith::requantize on every lane", "[export]") {
+  if (!infer::kernels::cpu_has_avx2()) {
+    WARN("SKIPPED: this CPU has no AVX2; only the portable requantization runs");
+    return;
+  }
+  std::mt19937_64 rng(11);
+  int64_t compared = 0;
+  for (int trial = 0; trial < 2000; ++trial) {
+    const int n = 1 + static_cast<int>(rng() % 40);  // odd lengths: the 8-lane loop and its scalar tail
+    const int acc_shift = static_cast<int>(rng() % 8);
+    const int32_t bias_range = trial % 3 == 0 ? (1 << 30) : 1 << 12;
+    const int32_t bias = static_cast<int32_t>(rng() % (2 * bias_range)) - bias_range;
+    // acc * 2^acc_shift + bias must fit int32 (lowering's guarantee): bound |acc| accordingly.
+    const int64_t acc_max = ((int64_t{1} << 31) - 1 - std::abs(static_cast<int64_t>(bias))) >> acc_shift;
+    const int32_t multiplier = static_cast<int32_t>((int64_t{1} << 30) + static_cast<int64_t>(rng() % (1u << 30)));
+    const int32_t right_shift = 1 + static_cast<int32_t>(rng() % 62);
+    const auto grid = trial % 2 ? quant::arith::kUnsignedActivation : quant::arith::kSignedActivation;
+    std::vector<int32_t> acc(n);
+    for (auto& a : acc) {
+      a = static_cast<int32_t>(static_cast<int64_t>(rng() % (2 * acc_max + 1)) - acc_max);
+      if (rng() % 4 == 0) {  // an exact tie: (v * m) / 2^s = k + 1/2
+        a = static_cast<int32_t>(a % 1024);
+      }
+    }
+    if (trial % 5 == 0) acc[0] = static_cast<int32_t>(acc_max), acc[n - 1] = static_cast<int32_t>(-acc_max);
+    std::vector<int16_t> fast(n), portable(n);
+    infer::kernels::requantize(acc.data(), n, acc_shift, bias, multiplier, right_shift, grid.lo, grid.hi, fast.data(), true);
+    infer::kernels::requantize(acc.data(), n, acc_shift, bias, multiplier, right_shift, grid.lo, grid.hi, portable.data(),
+                               false);
+    const quant::arith::FixedPointMultiplier m{multiplier, right_shift};
+    for (int i = 0; i < n; ++i) {
+      INFO("acc " << acc[i] << " shift " << acc_shift << " bias " << bias << " m " << multiplier << " >> " << right_shift);
+      REQUIRE(fast[i] == quant::arith::requantize(acc[i], acc_shift, bias, m, grid.lo, grid.hi));
+      REQUIRE(portable[i] == fast[i]);
+      ++compared;
+    }
+  }
+  // Ties in both directions: multiplier 2^30 and shift 31 halve v, so odd v lands on k + 1/2.
+  std::vector<int32_t> ties = {1, 3, 5, -1, -3, -5, 7, 9, 11, 13, -7, -9, 2, 4, 0, -2};
+  std::vector<int16_t> out(ties.size());
+  infer::kernels::requantize(ties.data(), static_cast<int64_t>(ties.size()), 0, 0, 1 << 30, 31, -128, 127, out.data(),
+                             true);
+  CHECK(out == std::vector<int16_t>{0, 2, 2, 0, -2, -2, 4, 4, 6, 6, -4, -4, 1, 2, 0, -1});
+  INFO(compared << " values compared");
+  CHECK(compared > 20000);
+}
+
 TEST_CASE("counted operations equal the analytic ones; ternary layers multiply nothing", "[export]") {
   QatFixture f;
   auto m = f.exported();
