@@ -1,10 +1,10 @@
 #!/usr/bin/python3
-"""The torch.ao side of `prom-bench infer`: batch-1 latency of torchvision's int8 mobilenet_v2 under
-the onednn and qnnpack quantized engines.
+"""The torch.ao side of `prom-bench infer`: latency per batch (1, or --batch N) of torchvision's int8
+mobilenet_v2 under the onednn and qnnpack quantized engines.
 
 For each engine this torch has: torchvision's quantizable mobilenet_v2 (quantize=False), eval,
 fuse_model(), that engine's default qconfig, prepare, calibration on random data, convert; then the
-median of timed batch-1 forwards with torch.backends.quantized.engine set to it. Prints one flat
+median of timed forwards of one batch with torch.backends.quantized.engine set to it. Prints one flat
 JSON object on stdout ("<engine>_ms", null where this torch lacks the engine; "engine" and "ms": the
 faster). Run by prom-bench with Debian's /usr/bin/python3 (LD_PRELOAD: prom's tcmalloc).
 """
@@ -30,7 +30,7 @@ def int8_latency_ms(engine, a):
         for _ in range(a.calibration):
             model(torch.randn(4, 3, a.size, a.size))
     torch.ao.quantization.convert(model, inplace=True)
-    x = torch.randn(1, 3, a.size, a.size)
+    x = torch.randn(a.batch, 3, a.size, a.size)
     times = []
     with torch.no_grad():
         for i in range(a.warmup + a.iters):
@@ -46,6 +46,7 @@ def main():
     p = argparse.ArgumentParser()
     p.add_argument("--size", type=int, default=224)
     p.add_argument("--classes", type=int, default=1000)
+    p.add_argument("--batch", type=int, default=1)
     p.add_argument("--threads", type=int, required=True)
     p.add_argument("--warmup", type=int, default=5)
     p.add_argument("--iters", type=int, default=20)

@@ -49,13 +49,14 @@ config::ModelConfig model_config(const InferBenchOptions& o) {
 
 CLI::App* add_infer_command(CLI::App& cli, InferBenchOptions& o) {
   auto* c = cli.add_subcommand(
-      "infer", "batch-1 latency: integer engine vs LibTorch fp32 vs torch.ao int8 (onednn and qnnpack engines)");
+      "infer", "latency per batch: integer engine vs LibTorch fp32 vs torch.ao int8 (onednn and qnnpack engines)");
   c->add_option("--threads", o.threads, "intra-op threads for all three (0: one per core)")
       ->capture_default_str()
       ->check(CLI::Range(0, 1024));
   c->add_option("--warmup", o.warmup, "untimed runs first")->capture_default_str()->check(CLI::Range(0, 1000));
   c->add_option("--iters", o.iters, "timed runs (median reported)")->capture_default_str()->check(CLI::Range(1, 10000));
   c->add_option("--size", o.size, "input height and width")->capture_default_str()->check(CLI::Range(32, 1024));
+  c->add_option("--batch", o.batch, "images per forward, on every side")->capture_default_str()->check(CLI::Range(1, 1024));
   c->add_option("--calibration", o.calibration, "train-mode forwards on random data before export")
       ->capture_default_str()->check(CLI::Range(1, 100));
   c->add_option("--policy", o.policy, "quantization policy (default: configs/policies/prom.yaml)");
@@ -87,7 +88,7 @@ int run_infer_bench(const InferBenchOptions& options) {
   eo.input_size = o.size;
   eo.preprocess = {o.size, o.size, {0.485, 0.456, 0.406}, {0.229, 0.224, 0.225}};
   infer::IntegerEngine engine(lowering::lower_model(*qat, eo));
-  torch::Tensor codes = engine.quantize_input(torch::randn({1, 3, o.size, o.size}));
+  torch::Tensor codes = engine.quantize_input(torch::randn({o.batch, 3, o.size, o.size}));
   for (int i = 0; i < o.warmup; ++i) engine.run(codes);
   engine.reset_counts();
   const double engine_ms = median_ms(0, o.iters, [&] { engine.run(codes); });
@@ -97,7 +98,7 @@ int run_infer_bench(const InferBenchOptions& options) {
   auto fp = model::create_model(model_config(o));
   model::to_channels_last(*fp);
   fp->eval();
-  torch::Tensor x = torch::randn({1, 3, o.size, o.size}).contiguous(torch::MemoryFormat::ChannelsLast);
+  torch::Tensor x = torch::randn({o.batch, 3, o.size, o.size}).contiguous(torch::MemoryFormat::ChannelsLast);
   const double torch_ms = median_ms(o.warmup, o.iters, [&] { fp->forward(x); });
 
   // (c) torch.ao int8 under the onednn and the qnnpack engines (null: not in that torch).
@@ -105,7 +106,7 @@ int run_infer_bench(const InferBenchOptions& options) {
   if (!o.skip_torchvision) {
     std::string cmd = o.python + " " + o.script + " --size " + std::to_string(o.size) + " --threads " +
                       std::to_string(threads) + " --warmup " + std::to_string(o.warmup) + " --iters " +
-                      std::to_string(o.iters);
+                      std::to_string(o.iters) + " --batch " + std::to_string(o.batch);
     ao = run_python_json(cmd, o.script);
   }
 
@@ -128,9 +129,9 @@ int run_infer_bench(const InferBenchOptions& options) {
     }
   }
 
-  std::printf("prom-bench infer: MobileNetV2 1.0, 1000 classes, batch 1 at %lldx%lld, %d thread(s), median of %d "
-              "runs after %d warm-up\n", static_cast<long long>(o.size), static_cast<long long>(o.size), threads,
-              o.iters, o.warmup);
+  std::printf("prom-bench infer: MobileNetV2 1.0, 1000 classes, batch %lld at %lldx%lld, %d thread(s), median of %d "
+              "runs after %d warm-up (ms per batch)\n", static_cast<long long>(o.batch), static_cast<long long>(o.size),
+              static_cast<long long>(o.size), threads, o.iters, o.warmup);
   std::printf("%-44s %10.2f ms  (%s kernels)\n", "prom integer engine (PROM: ternary + int8)", engine_ms,
               engine.kernel_name());
   std::printf("%-44s %10.2f ms\n", "LibTorch fp32 eval (channels_last)", torch_ms);
@@ -145,12 +146,13 @@ int run_infer_bench(const InferBenchOptions& options) {
     std::printf("ratio engine / torch.ao int8 (its faster engine, %s): %.2f\n",
                 ao["engine"].get<std::string>().c_str(), engine_ms / ao["ms"].get<double>());
   std::printf("ternary layers: %lld additions per image, %.1f%% of engine time, %.2f G additions/s\n",
-              static_cast<long long>(ternary_adds / o.iters), 100.0 * ternary_s / total_s,
+              static_cast<long long>(ternary_adds / (o.iters * o.batch)), 100.0 * ternary_s / total_s,
               ternary_s > 0 ? ternary_adds / ternary_s / 1e9 : 0.0);
   if (o.layers)
     for (const auto& [role, s] : by_role)
-      std::printf("  %-32s %8.2f ms per image (%4.1f%%)\n", role.c_str(), 1000.0 * s / o.iters, 100.0 * s / total_s);
-  report_onnx_runtime(engine, {threads, o.warmup, o.iters, engine_ms});  // bench_onnx.cpp
+      std::printf("  %-32s %8.2f ms per image (%4.1f%%)\n", role.c_str(), 1000.0 * s / (o.iters * o.batch),
+                  100.0 * s / total_s);
+  report_onnx_runtime(engine, {threads, o.warmup, o.iters, o.batch == 1 ? engine_ms : -1.0});  // bench_onnx.cpp
   return 0;
 }
 

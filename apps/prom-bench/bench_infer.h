@@ -1,4 +1,4 @@
-// `prom-bench infer`: batch-1 latency at 224 x 224 of prom's integer engine on a PROM MobileNetV2
+// `prom-bench infer`: latency (batch 1, or --batch N) at 224 x 224 of prom's integer engine on a PROM MobileNetV2
 // 1.0 (1000 classes), against LibTorch fp32 eval of the same float architecture and torch.ao's int8
 // mobilenet_v2 under the onednn and the qnnpack engines in Python (tcmalloc preloaded as in prom), in
 // the same run on the same threads. Also the ternary kernel's throughput: additions executed by the
@@ -14,6 +14,7 @@ struct InferBenchOptions {
   int warmup = 5;
   int iters = 20;   // timed batch-1 forwards; the median is reported
   int64_t size = 224;
+  int64_t batch = 1;    // images per forward (the engine runs them as one batch)
   int calibration = 3;  // train-mode forwards on random batches of 4 that set the observers
   std::string policy;   // default: configs/policies/prom.yaml
   std::string python = "/usr/bin/python3";

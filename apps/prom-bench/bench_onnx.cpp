@@ -25,7 +25,9 @@ nlohmann::json run_node(const std::string& command) {
   char buf[4096];
   for (size_t n; (n = std::fread(buf, 1, sizeof buf, pipe)) > 0;) out.append(buf, n);
   const int status = ::pclose(pipe);
-  const auto start = out.rfind('{');
+  // The JSON line is the last line that starts with '{' (its objects nest: not the last '{').
+  size_t start = out.rfind("\n{");
+  start = start == std::string::npos ? (out.rfind('{', 0) == 0 ? 0 : std::string::npos) : start + 1;
   if (status == 0 && start != std::string::npos) return nlohmann::json::parse(out.substr(start));
   throw Error(out.empty() ? "node failed" : out.substr(0, out.find('\n')));
 }
@@ -63,9 +65,10 @@ void report_onnx_runtime(infer::IntegerEngine& engine, const OnnxBenchSettings& 
   const graph::IntModel& m = engine.model();
   const auto& in = m.activations[m.input];
   const double engine32 = engine_ms(engine, 32, std::max(1, std::min(s.iters, 3)));
+  const double engine1 = s.engine_batch1_ms >= 0 ? s.engine_batch1_ms : engine_ms(engine, 1, s.iters);
   std::printf("ONNX Runtime (node, CPU execution provider, all graph optimizations, %d thread(s)), QDQ export opset %lld; "
               "prom engine: batch 1 %.2f ms, batch 32 %.2f ms\n", s.threads,
-              static_cast<long long>(onnx_export::kOpsetVersion), s.engine_batch1_ms, engine32);
+              static_cast<long long>(onnx_export::kOpsetVersion), engine1, engine32);
   for (auto bias : {onnx_export::BiasFormat::kFloat, onnx_export::BiasFormat::kInt32}) {
     const char* form = bias == onnx_export::BiasFormat::kFloat ? "float32 biases (float Conv)" : "int32 biases (QLinearConv)";
     const std::string path = (std::filesystem::temp_directory_path() /
@@ -85,7 +88,7 @@ void report_onnx_runtime(infer::IntegerEngine& engine, const OnnxBenchSettings& 
     std::remove(path.c_str());
     const double ort1 = r["batch_ms"]["1"].get<double>(), ort32 = r["batch_ms"]["32"].get<double>();
     std::printf("  ORT %s, %-28s batch 1 %8.2f ms (engine / ORT %.2f), batch 32 %8.2f ms = %.2f ms per image "
-                "(engine / ORT %.2f)\n", r.value("ort_version", "?").c_str(), form, ort1, s.engine_batch1_ms / ort1,
+                "(engine / ORT %.2f)\n", r.value("ort_version", "?").c_str(), form, ort1, engine1 / ort1,
                 ort32, ort32 / 32, engine32 / ort32);
   }
 #endif

@@ -10,7 +10,7 @@ namespace prom::bench {
 
 struct OnnxBenchSettings {
   int threads = 1, warmup = 5, iters = 20;
-  double engine_batch1_ms = 0;  // prom's engine, measured by the caller
+  double engine_batch1_ms = -1;  // prom's engine at batch 1, measured by the caller (< 0: measured here)
 };
 
 void report_onnx_runtime(infer::IntegerEngine& engine, const OnnxBenchSettings& settings);
