@@ -235,25 +235,32 @@ void IntegerEngine::conv_int8_pointwise(const IntOp& op, const ConvPlanes& p) {
 
 // General (stem) and depthwise convolution over zero-padded copies of the input planes (made once
 // per layer): every output takes the full k*k*(in/groups) multiply-accumulates, as the analytic
-// count says.
+// count says. Narrow outputs of a batch run with images innermost (vectors over images).
 void IntegerEngine::conv_general(const IntOp& op, const ConvPlanes& p) {
   const auto& in = model_.activations[op.input];
   const auto& out = model_.activations[op.output];
-  const int8_t* w = op.weight.data_ptr<int8_t>();
-  const int64_t k = op.kernel, s = op.stride, pad = op.padding, images = batch_;
-  const int64_t ph = in.height + 2 * pad, pw = in.width + 2 * pad, plane = ph * pw;
-  const int64_t in_pixels = in.height * in.width, out_pixels = out.height * out.width;
-  const int64_t in_per_group = op.in_channels / op.groups, out_per_group = op.out_channels / op.groups;
+  const int64_t pad = op.padding, images = batch_;
+  const int64_t pw = in.width + 2 * pad, plane = (in.height + 2 * pad) * pw;
+  const bool images_inner = images >= 4 && out.width < 16;
   int16_t* padded = padded_.data();
-  for_channels(parallel_, in.channels * images, plane, [&](int64_t q0, int64_t q1) {
-    for (int64_t q = q0; q < q1; ++q) {  // q = channel * images + image, as in the activation
-      int16_t* dst = padded + q * plane;
-      const int16_t* src = p.x + q * in_pixels;
-      std::fill(dst, dst + plane, 0);
-      for (int64_t r = 0; r < in.height; ++r)
-        std::copy(src + r * in.width, src + (r + 1) * in.width, dst + (r + pad) * pw + pad);
-    }
+  // Padded planes: [C][image][row][column], or [C][row][column][image] with images inner.
+  for_channels(parallel_, in.channels, images * plane, [&](int64_t c0, int64_t c1) {
+    std::fill(padded + c0 * images * plane, padded + c1 * images * plane, 0);
+    for (int64_t ic = c0; ic < c1; ++ic)
+      for (int64_t b = 0; b < images; ++b) {
+        const int16_t* src = p.x + (ic * images + b) * in.height * in.width;
+        for (int64_t r = 0; r < in.height; ++r)
+          for (int64_t col = 0; col < in.width; ++col) {
+            const int64_t pos = (r + pad) * pw + col + pad;
+            padded[images_inner ? (ic * plane + pos) * images + b : (ic * images + b) * plane + pos] =
+                src[r * in.width + col];
+          }
+      }
   });
+  if (images_inner) return conv_images_inner(op, p, plane);
+  const int8_t* w = op.weight.data_ptr<int8_t>();
+  const int64_t k = op.kernel, s = op.stride, out_pixels = out.height * out.width;
+  const int64_t in_per_group = op.in_channels / op.groups, out_per_group = op.out_channels / op.groups;
   const int64_t max_pixels = max_pixels_ * images;
   for_channels(parallel_, op.out_channels, in_per_group * k * k * p.out_pixels, [&](int64_t c0, int64_t c1) {
     int32_t* acc = thread_acc(max_pixels);
@@ -267,6 +274,35 @@ void IntegerEngine::conv_general(const IntOp& op, const ConvPlanes& p) {
                               out.height, out.width, acc + b * out_pixels, p.avx2);
       }
       p.requantize(acc, c);
+    }
+  });
+}
+
+// conv_general over planes [C][row][column][image]: accumulates [pixel][image], then transposes to
+// the activation's [image][pixel] for requantization.
+void IntegerEngine::conv_images_inner(const IntOp& op, const ConvPlanes& p, int64_t plane) {
+  const auto& in = model_.activations[op.input];
+  const auto& out = model_.activations[op.output];
+  const int8_t* w = op.weight.data_ptr<int8_t>();
+  const int64_t k = op.kernel, s = op.stride, images = batch_, pw = in.width + 2 * op.padding;
+  const int64_t out_pixels = out.height * out.width;
+  const int64_t in_per_group = op.in_channels / op.groups, out_per_group = op.out_channels / op.groups;
+  const int16_t* padded = padded_.data();
+  const int64_t max_pixels = max_pixels_ * images;
+  for_channels(parallel_, op.out_channels, in_per_group * k * k * p.out_pixels, [&](int64_t c0, int64_t c1) {
+    int32_t* acc = thread_acc(2 * max_pixels);
+    int32_t* by_image = acc + max_pixels;
+    for (int64_t c = c0; c < c1; ++c) {
+      const int64_t g = c / out_per_group;
+      std::fill(acc, acc + p.out_pixels, 0);
+      for (int64_t ci = 0; ci < in_per_group; ++ci) {
+        const int64_t ic = g * in_per_group + ci;
+        kernels::conv_plane_batched(padded + ic * plane * images, pw, images, w + (c * in_per_group + ci) * k * k, k,
+                                    s, out.height, out.width, acc, p.avx2);
+      }
+      for (int64_t px = 0; px < out_pixels; ++px)
+        for (int64_t b = 0; b < images; ++b) by_image[b * out_pixels + px] = acc[px * images + b];
+      p.requantize(by_image, c);
     }
   });
 }
@@ -306,14 +342,21 @@ void IntegerEngine::linear(const IntOp& op, size_t index, int32_t* logits) {
   const int16_t* x = acts_[op.input].data();
   const int8_t* w = op.weight.data_ptr<int8_t>();
   const int32_t* bias = op.bias.data_ptr<int32_t>();
-  const int64_t images = batch_;
-  for (int64_t b = 0; b < images; ++b)
-    for (int64_t c = 0; c < op.out_channels; ++c) {
-      int32_t acc = 0;
-      for (int64_t i = 0; i < op.in_channels; ++i)
-        acc += static_cast<int32_t>(w[c * op.in_channels + i]) * x[i * images + b];
-      logits[b * op.out_channels + c] = acc * (int32_t{1} << op.acc_shift) + bias[c];  // fits int32: the loader checks
+  const int64_t images = batch_, in = op.in_channels, classes = op.out_channels;
+  // Per class, the inner loop runs over the batch's images (contiguous in [C][image]) and vectorizes.
+  for_channels(parallel_, classes, in * images, [&](int64_t c0, int64_t c1) {
+    int32_t* acc = thread_acc(images);
+    for (int64_t c = c0; c < c1; ++c) {
+      std::fill(acc, acc + images, 0);
+      for (int64_t i = 0; i < in; ++i) {
+        const int32_t wi = w[c * in + i];
+        const int16_t* xi = x + i * images;
+        for (int64_t b = 0; b < images; ++b) acc[b] += wi * xi[b];
+      }
+      for (int64_t b = 0; b < images; ++b)
+        logits[b * classes + c] = acc[b] * (int32_t{1} << op.acc_shift) + bias[c];  // fits int32: the loader checks
     }
+  });
   OpCounts& counts = counts_[index].counts;
   counts.int8_mults += images * op.in_channels * op.out_channels;
   counts.int32_adds += images * (op.in_channels * op.out_channels + op.out_channels);

@@ -50,6 +50,7 @@ class IntegerEngine {
   int64_t conv_ternary_pointwise(const graph::IntOp& op, size_t index, const ConvPlanes& planes);  // -> non-zeros
   void conv_int8_pointwise(const graph::IntOp& op, const ConvPlanes& planes);
   void conv_general(const graph::IntOp& op, const ConvPlanes& planes);
+  void conv_images_inner(const graph::IntOp& op, const ConvPlanes& planes, int64_t plane);
   void add(const graph::IntOp& op, size_t index);
   void avgpool(const graph::IntOp& op, size_t index);
   void linear(const graph::IntOp& op, size_t index, int32_t* logits);

@@ -73,6 +73,21 @@ __attribute__((always_inline)) inline void conv_plane_dispatch(const int16_t* x,
   conv_plane_rows<0>(x, width, w, k, stride, out_h, out_w, acc);
 }
 
+__attribute__((always_inline)) inline void conv_plane_images(const int16_t* x, int64_t width, int64_t images,
+                                                             const int8_t* w, int64_t k, int64_t stride, int64_t out_h,
+                                                             int64_t out_w, int32_t* acc) {
+  for (int64_t oy = 0; oy < out_h; ++oy)
+    for (int64_t ox = 0; ox < out_w; ++ox) {
+      int32_t* a = acc + (oy * out_w + ox) * images;
+      for (int64_t ky = 0; ky < k; ++ky)
+        for (int64_t kx = 0; kx < k; ++kx) {
+          const int32_t wv = w[ky * k + kx];
+          const int16_t* r = x + ((oy * stride + ky) * width + ox * stride + kx) * images;
+          for (int64_t b = 0; b < images; ++b) a[b] += wv * static_cast<int32_t>(r[b]);
+        }
+    }
+}
+
 void conv_plane_portable(const int16_t* x, int64_t width, const int8_t* w, int64_t k, int64_t stride, int64_t out_h,
                          int64_t out_w, int32_t* acc) {
   conv_plane_dispatch(x, width, w, k, stride, out_h, out_w, acc);
@@ -82,6 +97,12 @@ void conv_plane_portable(const int16_t* x, int64_t width, const int8_t* w, int64
 __attribute__((target("avx2"))) void conv_plane_avx2(const int16_t* x, int64_t width, const int8_t* w, int64_t k,
                                                      int64_t stride, int64_t out_h, int64_t out_w, int32_t* acc) {
   conv_plane_dispatch(x, width, w, k, stride, out_h, out_w, acc);
+}
+
+__attribute__((target("avx2"))) void conv_plane_images_avx2(const int16_t* x, int64_t width, int64_t images,
+                                                            const int8_t* w, int64_t k, int64_t stride, int64_t out_h,
+                                                            int64_t out_w, int32_t* acc) {
+  conv_plane_images(x, width, images, w, k, stride, out_h, out_w, acc);
 }
 
 // Adds (or subtracts) the selected rows at 16 pixels per step in int16 lanes; |x| <= 255, so 128
@@ -231,6 +252,14 @@ void conv_plane(const int16_t* x, int64_t width, const int8_t* w, int64_t k, int
   if (avx2) return conv_plane_avx2(x, width, w, k, stride, out_h, out_w, acc);
 #endif
   conv_plane_portable(x, width, w, k, stride, out_h, out_w, acc);
+}
+
+void conv_plane_batched(const int16_t* x, int64_t width, int64_t images, const int8_t* w, int64_t k, int64_t stride,
+                        int64_t out_h, int64_t out_w, int32_t* acc, bool avx2) {
+#ifdef PROM_X86
+  if (avx2) return conv_plane_images_avx2(x, width, images, w, k, stride, out_h, out_w, acc);
+#endif
+  conv_plane_images(x, width, images, w, k, stride, out_h, out_w, acc);
 }
 
 void requantize(const int32_t* acc, int64_t n, int32_t acc_shift, int32_t bias, int32_t multiplier,

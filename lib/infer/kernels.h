@@ -21,6 +21,12 @@ void int8_pointwise(const int16_t* x, int64_t pixels, int64_t in_channels, const
 void conv_plane(const int16_t* x, int64_t width, const int8_t* w, int64_t k, int64_t stride, int64_t out_h,
                 int64_t out_w, int32_t* acc, bool avx2);
 
+// The same over a batch with images innermost, for small planes (vectors run over images, not over a
+// few output columns): x holds the zero-padded planes as [row][column][image] (row length `width`),
+// acc is [out_h][out_w][image], accumulated.
+void conv_plane_batched(const int16_t* x, int64_t width, int64_t images, const int8_t* w, int64_t k, int64_t stride,
+                        int64_t out_h, int64_t out_w, int32_t* acc, bool avx2);
+
 // acc[p] requantized with quant::arith::requantize (one rounding, ties to even) into out; the AVX2
 // version computes the same int64 products and rounding shifts 4 lanes at a time.
 void requantize(const int32_t* acc, int64_t n, int32_t acc_shift, int32_t bias, int32_t multiplier,

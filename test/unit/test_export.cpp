@@ -234,6 +234,20 @@ TEST_CASE("parallel and serial engines, AVX2 and portable conv kernels give iden
             for (int64_t kx = 0; kx < k; ++kx) ref[oy * ow + ox] += w[ky * k + kx] * x[(oy * s + ky) * 29 + ox * s + kx];
       CHECK(fast == ref);
       CHECK(slow == ref);
+      // Images innermost: 5 images, image j's plane is x + j (each value shifted by j).
+      const int64_t images = 5;
+      std::vector<int16_t> xb(x.size() * images);
+      for (size_t i = 0; i < x.size(); ++i)
+        for (int64_t j = 0; j < images; ++j) xb[i * images + j] = static_cast<int16_t>(x[i] + j);
+      std::vector<int32_t> fast_b(oh * ow * images, 5), slow_b(oh * ow * images, 5), ref_b(oh * ow * images, 5);
+      infer::kernels::conv_plane_batched(xb.data(), 29, images, w.data(), k, s, oh, ow, fast_b.data(), true);
+      infer::kernels::conv_plane_batched(xb.data(), 29, images, w.data(), k, s, oh, ow, slow_b.data(), false);
+      int32_t wsum = 0;
+      for (int64_t i = 0; i < k * k; ++i) wsum += w[i];
+      for (int64_t px = 0; px < oh * ow; ++px)
+        for (int64_t j = 0; j < images; ++j) ref_b[px * images + j] = ref[px] + static_cast<int32_t>(j) * wsum;
+      CHECK(fast_b == ref_b);
+      CHECK(slow_b == ref_b);
     }
 }
 
