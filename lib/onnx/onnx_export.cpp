@@ -208,10 +208,20 @@ void QdqExporter::add(const IntOp& op) {
   quantize(op.output, sum);
 }
 
+// Pools the codes, not their dequantized values: a sum of codes is exact in float32, and so is a mean
+// that ends in .5, so QuantizeLinear's ties-to-even meets prom's integer division (sum / (H*W), ties
+// to even). Pooling code * scale instead rounds every product first and moves ties either way (a
+// quarter of the pooled values of a 2x2 map are ties). Same scale in and out, as in prom.
 void QdqExporter::avgpool(const IntOp& op) {
-  const std::string mean = tensor_name(op.output) + "_mean";
-  b_.node("GlobalAveragePool", tensor_name(op.output) + "_pool", {dequantized(op.input)}, {mean});
-  quantize(op.output, mean);
+  const std::string in = tensor_name(op.input), out = tensor_name(op.output);
+  if (!emitted_.at(op.input).quantized)
+    throw Error("cannot export to ONNX: activation " + std::to_string(op.input) + " is read before it is written");
+  params(op.output);
+  const std::string one = b_.float_scalar(out + "_code_step", 1.0f);
+  b_.node("DequantizeLinear", in + "_codes", {in + "_q", one, in + "_zero_point"}, {in + "_codes"});
+  b_.node("GlobalAveragePool", out + "_pool", {in + "_codes"}, {out + "_code_mean"});
+  b_.node("QuantizeLinear", out + "_quantize", {out + "_code_mean", one, out + "_zero_point"}, {out + "_q"});
+  emitted_[op.output].quantized = true;
 }
 
 void QdqExporter::linear(const IntOp& op) {
