@@ -76,7 +76,7 @@ class QdqExporter {
   void run(OnnxSummary* summary) {
     const auto& in = m_.activations.at(m_.input);
     b_.input(kInputName, kFloat, {in.channels, in.height, in.width});
-    quantize(m_.input, kInputName);
+    quantize_input();
     for (const IntOp& op : m_.ops) {
       switch (op.kind) {
         case OpKind::kConv: conv(op); break;
@@ -123,6 +123,19 @@ class QdqExporter {
     const std::string t = tensor_name(id);
     b_.node("QuantizeLinear", t + "_quantize", {value, t + "_scale", t + "_zero_point"}, {t + "_q"});
     emitted_[id].quantized = true;
+  }
+
+  // prom's input codes are nearbyint(x * float32(1 / s)); QuantizeLinear computes x / s, which can
+  // differ in the last bit and then round the other way. So: Mul by prom's float32 1/s, then
+  // QuantizeLinear with step 1 (exact), ties to even as prom.
+  void quantize_input() {
+    params(m_.input);
+    const std::string t = tensor_name(m_.input);
+    const float inv = 1.0f / emitted_[m_.input].scale;
+    b_.node("Mul", t + "_scaled", {kInputName, b_.float_scalar(t + "_inverse_scale", inv)}, {t + "_in_steps"});
+    b_.node("QuantizeLinear", t + "_quantize", {t + "_in_steps", b_.float_scalar(t + "_code_step", 1.0f),
+                                                t + "_zero_point"}, {t + "_q"});
+    emitted_[m_.input].quantized = true;
   }
 
   // The float tensor "t<id>" (DequantizeLinear of "t<id>_q"), made on first use.
