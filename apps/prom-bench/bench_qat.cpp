@@ -152,7 +152,7 @@ int run_qat_bench(const TrainBenchOptions& options) {
                 q.forward, q.backward, q.update, f.forward, f.backward, f.update);
     std::fflush(stdout);
   }
-  std::printf("qat/float = median over alternating pairs of prom QAT / prom float steps (target <= 1.5): worst %.2f\n",
+  std::printf("qat/float = median over alternating pairs of prom QAT / prom float steps (target <= 1.3): worst %.2f\n",
               worst_float);
   if (!o.skip_torchvision)
     std::printf("qat/ao = prom QAT / torch.ao QAT in its fastest qconfig and format (target <= 1.0): worst %.2f\n",

@@ -343,7 +343,27 @@ void IntegerEngine::linear(const IntOp& op, size_t index, int32_t* logits) {
   const int8_t* w = op.weight.data_ptr<int8_t>();
   const int32_t* bias = op.bias.data_ptr<int32_t>();
   const int64_t images = batch_, in = op.in_channels, classes = op.out_channels;
-  // Per class, the inner loop runs over the batch's images (contiguous in [C][image]) and vectorizes.
+  if (images < 8) {  // a few images: one dot product per class, over the (strided) inputs
+    for (int64_t b = 0; b < images; ++b)
+      for (int64_t c = 0; c < classes; ++c) {
+        int32_t acc = 0;
+        for (int64_t i = 0; i < in; ++i) acc += static_cast<int32_t>(w[c * in + i]) * x[i * images + b];
+        logits[b * classes + c] = acc * (int32_t{1} << op.acc_shift) + bias[c];  // fits int32: the loader checks
+      }
+  } else {
+    linear_images_inner(op, logits);
+  }
+  OpCounts& counts = counts_[index].counts;
+  counts.int8_mults += images * op.in_channels * op.out_channels;
+  counts.int32_adds += images * (op.in_channels * op.out_channels + op.out_channels);
+}
+
+// Per class, the inner loop runs over the batch's images (contiguous in [C][image]) and vectorizes.
+void IntegerEngine::linear_images_inner(const IntOp& op, int32_t* logits) {
+  const int16_t* x = acts_[op.input].data();
+  const int8_t* w = op.weight.data_ptr<int8_t>();
+  const int32_t* bias = op.bias.data_ptr<int32_t>();
+  const int64_t images = batch_, in = op.in_channels, classes = op.out_channels;
   for_channels(parallel_, classes, in * images, [&](int64_t c0, int64_t c1) {
     int32_t* acc = thread_acc(images);
     for (int64_t c = c0; c < c1; ++c) {
@@ -357,9 +377,6 @@ void IntegerEngine::linear(const IntOp& op, size_t index, int32_t* logits) {
         logits[b * classes + c] = acc[b] * (int32_t{1} << op.acc_shift) + bias[c];  // fits int32: the loader checks
     }
   });
-  OpCounts& counts = counts_[index].counts;
-  counts.int8_mults += images * op.in_channels * op.out_channels;
-  counts.int32_adds += images * (op.in_channels * op.out_channels + op.out_channels);
 }
 
 }  // namespace prom::infer

@@ -54,6 +54,7 @@ class IntegerEngine {
   void add(const graph::IntOp& op, size_t index);
   void avgpool(const graph::IntOp& op, size_t index);
   void linear(const graph::IntOp& op, size_t index, int32_t* logits);
+  void linear_images_inner(const graph::IntOp& op, int32_t* logits);
 
   graph::IntModel model_;
   bool avx2_, parallel_;
