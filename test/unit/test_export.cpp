@@ -261,8 +261,8 @@ TEST_CASE("the AVX2 requantization equals quant::arith::requantize on every lane
   for (int trial = 0; trial < 2000; ++trial) {
     const int n = 1 + static_cast<int>(rng() % 40);  // odd lengths: the 8-lane loop and its scalar tail
     const int acc_shift = static_cast<int>(rng() % 8);
-    const int32_t bias_range = trial % 3 == 0 ? (1 << 30) : 1 << 12;
-    const int32_t bias = static_cast<int32_t>(rng() % (2 * bias_range)) - bias_range;
+    const int64_t bias_range = trial % 3 == 0 ? (int64_t{1} << 30) : (int64_t{1} << 12);
+    const int32_t bias = static_cast<int32_t>(static_cast<int64_t>(rng() % static_cast<uint64_t>(2 * bias_range)) - bias_range);
     // acc * 2^acc_shift + bias must fit int32 (lowering's guarantee): bound |acc| accordingly.
     const int64_t acc_max = ((int64_t{1} << 31) - 1 - std::abs(static_cast<int64_t>(bias))) >> acc_shift;
     const int32_t multiplier = static_cast<int32_t>((int64_t{1} << 30) + static_cast<int64_t>(rng() % (1u << 30)));
