@@ -26,8 +26,8 @@ bool is_ternary_pointwise(const IntOp& op) {
 
 IntegerEngine::IntegerEngine(graph::IntModel model, EngineOptions options)
     : model_(std::move(model)), avx2_(options.allow_avx2 && kernels::cpu_has_avx2()), parallel_(options.parallel) {
-  // Activation memory bounds the batch: about 64 MB of int16 codes, so MobileNetV2 1.0 at 224 px
-  // (~6.6 M codes per image) runs ~5 images at a time and a 28 px model the full max_batch.
+  // Activation memory bounds the batch: about 64 MB of int16 codes (a few images of MobileNetV2 1.0
+  // at 224 px; small models reach max_batch).
   int64_t per_image = 0;
   for (const auto& a : model_.activations) per_image += a.channels * a.height * a.width;
   constexpr int64_t kActivationBudget = int64_t{32} << 20;  // codes
@@ -249,12 +249,15 @@ void IntegerEngine::conv_general(const IntOp& op, const ConvPlanes& p) {
     for (int64_t ic = c0; ic < c1; ++ic)
       for (int64_t b = 0; b < images; ++b) {
         const int16_t* src = p.x + (ic * images + b) * in.height * in.width;
-        for (int64_t r = 0; r < in.height; ++r)
-          for (int64_t col = 0; col < in.width; ++col) {
-            const int64_t pos = (r + pad) * pw + col + pad;
-            padded[images_inner ? (ic * plane + pos) * images + b : (ic * images + b) * plane + pos] =
-                src[r * in.width + col];
+        for (int64_t r = 0; r < in.height; ++r) {
+          const int64_t row = (r + pad) * pw + pad;
+          if (!images_inner) {  // whole rows, as one image's plane is contiguous
+            std::copy(src + r * in.width, src + (r + 1) * in.width, padded + (ic * images + b) * plane + row);
+            continue;
           }
+          for (int64_t col = 0; col < in.width; ++col)
+            padded[(ic * plane + row + col) * images + b] = src[r * in.width + col];
+        }
       }
   });
   if (images_inner) return conv_images_inner(op, p, plane);
