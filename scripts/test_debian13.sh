@@ -39,7 +39,11 @@ debian_mirror() {
 }
 
 make_root() {
-  command -v mmdebstrap >/dev/null || die "mmdebstrap not found: apt-get install mmdebstrap" 1
+  if ! command -v mmdebstrap >/dev/null; then  # as a new CI machine: install it from the same archive
+    say "installing mmdebstrap"
+    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq mmdebstrap >/dev/null; } ||
+      die "mmdebstrap not found and apt-get could not install it" 1
+  fi
   local mirror=${PROM_DEBIAN13_MIRROR:-$(debian_mirror)}
   mirror=${mirror%/}
   say "making the Debian 13 root filesystem in $root from $mirror"

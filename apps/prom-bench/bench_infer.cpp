@@ -13,6 +13,7 @@
 #include "lowering/lower.h"
 #include "infer/engine.h"
 #include "model/registry.h"
+#include "quant/int_layer.h"
 #include "quant/policy.h"
 
 namespace prom::bench {
@@ -87,6 +88,7 @@ int run_infer_bench(const InferBenchOptions& options) {
   lowering::ExportOptions eo;
   eo.input_size = o.size;
   eo.preprocess = {o.size, o.size, {0.485, 0.456, 0.406}, {0.229, 0.224, 0.225}};
+  eo.multiplier_bits = quant::requant_multiplier_bits(quant);
   infer::IntegerEngine engine(lowering::lower_model(*qat, eo));
   torch::Tensor codes = engine.quantize_input(torch::randn({o.batch, 3, o.size, o.size}));
   for (int i = 0; i < o.warmup; ++i) engine.run(codes);

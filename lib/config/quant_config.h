@@ -59,6 +59,12 @@ struct QuantConfig {
   // A ReLU6 read only by an unsigned observer quantizer runs inside that quantizer's fake-quant pass
   // (same values and gradients, bit for bit; fewer passes over memory). false: separate ops.
   bool fuse_relu6 = true;
+  // Requantization multipliers: fixed_point32 (int32 mantissa: one 32-bit multiply per output value),
+  // short (`requant_bits` significant bits: a narrow multiply), power_of_two (1 bit: a rounding shift,
+  // no multiply). Applied when the integers are computed (exact forward and export alike), so the
+  // exported model still computes bit for bit what eval computes; the frozen epochs train on it.
+  std::string requant = "fixed_point32";
+  int requant_bits = 8;
   template <class V> void visit(V& v) {
     v.field("enabled", enabled);
     v.list("rules", rules);
@@ -68,6 +74,8 @@ struct QuantConfig {
     v.field("eval_forward", eval_forward, one_of({"exact", "simulated"}));
     v.field("train_forward", train_forward, one_of({"exact_when_frozen", "simulated"}));
     v.field("fuse_relu6", fuse_relu6);
+    v.field("requant", requant, one_of({"fixed_point32", "short", "power_of_two"}));
+    v.field("requant_bits", requant_bits, between(2, 16));
   }
 };
 

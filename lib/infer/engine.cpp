@@ -40,7 +40,8 @@ IntegerEngine::IntegerEngine(graph::IntModel model, EngineOptions options)
   size_t max_pixels = 0, max_padded = 0;
   for (size_t i = 0; i < model_.ops.size(); ++i) {
     const IntOp& op = model_.ops[i];
-    counts_.push_back({op.name.empty() ? graph::op_kind_name(op.kind) : op.name, op.kind, op.role, {}});
+    counts_.push_back({op.name.empty() ? graph::op_kind_name(op.kind) : op.name, op.kind, op.role, {},
+                       graph::op_widths(model_, i)});
     const auto& in = model_.activations[op.input];
     const auto& out = model_.activations[op.output];
     max_pixels = std::max<size_t>(max_pixels, out.height * out.width);
@@ -188,17 +189,20 @@ void IntegerEngine::conv(const IntOp& op, size_t index) {
     counts.ternary_adds += nonzero * p.out_pixels;
     counts.int32_adds += op.out_channels * p.out_pixels;     // bias
     counts.requant_mults += op.out_channels * p.out_pixels;  // fixed-point multiply
+    counts.roundings += op.out_channels * p.out_pixels;
   } else if (op.kernel == 1 && op.stride == 1 && op.padding == 0 && op.groups == 1) {
     conv_int8_pointwise(op, p);
     counts.int8_mults += op.out_channels * op.in_channels * p.out_pixels;
     counts.int32_adds += op.out_channels * (op.in_channels * p.out_pixels + p.out_pixels);  // accumulate + bias
     counts.requant_mults += op.out_channels * p.out_pixels;
+    counts.roundings += op.out_channels * p.out_pixels;
   } else {
     conv_general(op, p);
     const int64_t macs = op.out_channels * (op.in_channels / op.groups) * op.kernel * op.kernel * p.out_pixels;
     counts.int8_mults += macs;
     counts.int32_adds += macs + op.out_channels * p.out_pixels;
     counts.requant_mults += op.out_channels * p.out_pixels;
+    counts.roundings += op.out_channels * p.out_pixels;
   }
 }
 
@@ -324,6 +328,7 @@ void IntegerEngine::add(const IntOp& op, size_t index) {
   OpCounts& counts = counts_[index].counts;
   counts.requant_mults += 2 * n;
   counts.int32_adds += n;
+  counts.roundings += n;
 }
 
 void IntegerEngine::avgpool(const IntOp& op, size_t index) {
@@ -338,6 +343,7 @@ void IntegerEngine::avgpool(const IntOp& op, size_t index) {
   }
   counts_[index].counts.int32_adds += planes * pixels;
   counts_[index].counts.requant_mults += planes;  // the division by H*W
+  counts_[index].counts.roundings += planes;
 }
 
 // The classifier reads the pooled [C][image] codes; logits are [image][classes].

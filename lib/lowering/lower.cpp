@@ -16,9 +16,9 @@ using model::NodeKind;
 
 // lower_layer with the export prefix on its errors.
 quant::IntLayer lower(const model::LayerInfo& info, const model::GraphNode& node,
-                      const std::vector<quant::ActivationQuantImpl*>& q) {
+                      const std::vector<quant::ActivationQuantImpl*>& q, int multiplier_bits) {
   try {
-    return quant::lower_layer(info, quant::layer_io(node, q, info.name));
+    return quant::lower_layer(info, quant::layer_io(node, q, info.name, multiplier_bits));
   } catch (const ConfigError&) {
     throw;
   } catch (const Error& e) {
@@ -88,7 +88,7 @@ IntModel lower_model(model::ClassifierModel& net, const ExportOptions& options) 
     Activation out = in;
     if (node.kind == NodeKind::kConv || node.kind == NodeKind::kLinear) {
       const auto& info = layers[node.layer];
-      IntOp op = conv_op(info, node, lower(info, node, q));
+      IntOp op = conv_op(info, node, lower(info, node, q, options.multiplier_bits));
       out.channels = info.out_channels;
       if (node.kind == NodeKind::kConv) {
         out.height = (in.height + 2 * info.padding - info.kernel) / info.stride + 1;
@@ -104,7 +104,7 @@ IntModel lower_model(model::ClassifierModel& net, const ExportOptions& options) 
     } else if (node.kind == NodeKind::kAdd) {
       const auto& oq = *quantizer_of(q, node.output, "a residual sum");
       const auto& bq = *quantizer_of(q, node.inputs[1], "a residual branch");
-      auto add = quant::lower_add(in.scale, bq.scale(), oq.scale(), oq.is_unsigned());
+      auto add = quant::lower_add(in.scale, bq.scale(), oq.scale(), oq.is_unsigned(), options.multiplier_bits);
       IntOp op;
       op.kind = OpKind::kAdd;
       op.input = node.inputs[0];

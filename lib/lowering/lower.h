@@ -12,6 +12,9 @@ struct ExportOptions {
   std::vector<std::string> classes;
   int64_t input_size = 224;
   graph::Preprocess preprocess;
+  // Significant bits of the requantization multipliers: quant::requant_multiplier_bits(config.quant),
+  // the value the model's exact forward uses (31: fixed_point32).
+  int multiplier_bits = 31;
 };
 
 // Throws prom::Error naming the layer when it is not fully quantized (int8/ternary weights, int8

@@ -107,6 +107,33 @@ inline FixedPointMultiplier quantize_multiplier(double m) {
 
 inline double multiplier_value(FixedPointMultiplier m) { return std::ldexp(static_cast<double>(m.multiplier), -m.right_shift); }
 
+// Short multipliers (quant.requant: short | power_of_two): the nearest multiplier with at most
+// `bits` significant bits, in the same mantissa-and-shift form, so every kernel runs it unchanged.
+// One bit is a power of two: the requantization is then a rounding shift, no multiply. Ties of
+// the mantissa round to even. A result whose shift would drop below 1 is returned as 0 (callers
+// check `representable_multiplier` on multiplier_value and refuse the layer).
+inline FixedPointMultiplier shorten_multiplier(FixedPointMultiplier m, int bits) {
+  if (m.multiplier == 0 || bits >= 31) return m;
+  const int drop = 31 - bits;  // the mantissa is in [2^30, 2^31): keep its top `bits`
+  int64_t kept = rounding_shift_right(m.multiplier, drop);  // in [2^(bits-1), 2^bits]
+  if (kept == (int64_t{1} << bits)) {  // rounded up to the next power of two
+    kept >>= 1;
+    m.right_shift -= 1;
+  }
+  if (m.right_shift < 1) return FixedPointMultiplier{};
+  m.multiplier = static_cast<int32_t>(kept << drop);
+  return m;
+}
+
+// The nearest integer to v >= 0 with at most `bits` significant bits (residual-add multipliers).
+inline int64_t shorten_integer(int64_t v, int bits) {
+  int length = 0;
+  while (length < 63 && (v >> length) > 0) ++length;
+  if (length <= bits) return v;
+  const int drop = length - bits;
+  return rounding_shift_right(v, drop) << drop;  // a carry to 2^bits still has one significant bit
+}
+
 // Requantization of one accumulator: round((acc * 2^acc_shift + bias) * M), ties to even, then
 // saturated to [lo, hi]. acc * 2^acc_shift + bias fits int32 by construction (lowering checks it),
 // so the product fits int64 exactly.

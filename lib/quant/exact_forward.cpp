@@ -69,14 +69,14 @@ const ExactForwardImpl::Lowered& ExactForwardImpl::lowered(const torch::Device& 
     const auto& node = graph[i];
     if (node.kind == model::NodeKind::kConv || node.kind == model::NodeKind::kLinear) {
       const auto& info = layers[node.layer];
-      IntLayer l = lower_layer(info, layer_io(node, q, info.name));
+      IntLayer l = lower_layer(info, layer_io(node, q, info.name, multiplier_bits_));
       auto dtype = node.kind == model::NodeKind::kLinear || l.max_abs_accumulator >= kFloat32Exact ? torch::kFloat64
                                                                                                    : torch::kFloat32;
       low.weights[i] = l.weight.to(device, dtype);
       low.layers[i] = std::move(l);
     } else if (node.kind == model::NodeKind::kAdd) {
       low.adds[i] = lower_add(low.scales[node.inputs[0]], low.scales[node.inputs[1]], low.scales[node.output],
-                              q[node.output]->is_unsigned());
+                              q[node.output]->is_unsigned(), multiplier_bits_);
     }
   }
   lowered_ = std::move(low);

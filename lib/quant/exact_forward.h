@@ -20,8 +20,9 @@ namespace prom::quant {
 class ExactForwardImpl : public model::ExactForwardHook {
  public:
   // `in_training`: also replace the training logits' values once BatchNorm and observers are frozen
-  // (quant.train_forward: exact_when_frozen).
-  ExactForwardImpl(model::ClassifierModel& model, bool in_training) : model_(model), in_training_(in_training) {}
+  // (quant.train_forward: exact_when_frozen). `multiplier_bits`: requant_multiplier_bits (quant.requant).
+  ExactForwardImpl(model::ClassifierModel& model, bool in_training, int multiplier_bits = 31)
+      : model_(model), in_training_(in_training), multiplier_bits_(multiplier_bits) {}
   // Logits [N, classes] as the integer engine dequantizes them; undefined while a quantizer has not
   // seen data yet (the model's simulated forward runs instead).
   torch::Tensor eval_forward(const torch::Tensor& x) override;
@@ -52,6 +53,7 @@ class ExactForwardImpl : public model::ExactForwardHook {
 
   model::ClassifierModel& model_;
   bool in_training_;
+  int multiplier_bits_;
   Lowered lowered_;
   std::vector<std::pair<const void*, int64_t>> lowered_key_;
   torch::Device lowered_device_{torch::kCPU};

@@ -117,7 +117,10 @@ void fill_requantization(const model::LayerInfo& l, const LayerQuantIO& io, cons
     if (!arith::representable_multiplier(m))
       refuse(l.name, "requantization multiplier " + std::to_string(m) + " of channel " + std::to_string(c) +
                          " is out of range (output scale " + std::to_string(io.output_scale) + ")");
-    auto fm = arith::quantize_multiplier(m);
+    auto fm = arith::shorten_multiplier(arith::quantize_multiplier(m), io.multiplier_bits);
+    if (fm.multiplier == 0 && m > 0 && arith::quantize_multiplier(m).multiplier != 0)
+      refuse(l.name, "requantization multiplier " + std::to_string(m) + " of channel " + std::to_string(c) +
+                         " does not fit " + std::to_string(io.multiplier_bits) + " significant bits");
     mult[c] = fm.multiplier;
     shift[c] = fm.right_shift;
   }
@@ -157,9 +160,16 @@ std::vector<ActivationQuantImpl*> tensor_quantizers(model::ClassifierModel& net)
   return q;
 }
 
+int requant_multiplier_bits(const config::QuantConfig& config) {
+  if (config.requant == "power_of_two") return 1;
+  if (config.requant == "short") return config.requant_bits;
+  return 31;
+}
+
 LayerQuantIO layer_io(const model::GraphNode& node, const std::vector<ActivationQuantImpl*>& quantizers,
-                      const std::string& name) {
+                      const std::string& name, int multiplier_bits) {
   LayerQuantIO io;
+  io.multiplier_bits = multiplier_bits;
   const ActivationQuantImpl* in = quantizers.at(node.inputs[0]);
   if (!in || !in->initialized()) refuse(name, "its input is not quantized (int8 activations needed)");
   io.input_scale = in->scale();

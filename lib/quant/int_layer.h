@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "config/quant_config.h"
 #include "model/layer.h"
 #include "quant/quantizers.h"
 
@@ -34,6 +35,10 @@ struct IntLayer {
   int64_t max_abs_biased = 0;       // ... and of acc * 2^acc_shift + bias: what the engine's int32 must hold
 };
 
+// Significant bits kept in requantization multipliers (quant.requant): 31 for fixed_point32 (the
+// full int32 mantissa), quant.requant_bits for short, 1 for power_of_two.
+int requant_multiplier_bits(const config::QuantConfig& config);
+
 // The quantizers and scales around one layer.
 struct LayerQuantIO {
   double input_scale = 1;  // float32 value of the input step
@@ -41,6 +46,7 @@ struct LayerQuantIO {
   double output_scale = 1;  // conv: the step of the tensor it writes
   bool output_unsigned = false;
   bool relu6 = false;
+  int multiplier_bits = 31;  // requant_multiplier_bits
 };
 
 // Throws prom::Error naming the layer when its weights or input are not quantized, or when a bias or
@@ -49,6 +55,6 @@ IntLayer lower_layer(const model::LayerInfo& layer, const LayerQuantIO& io);
 
 // The quantization around the layer that node `node` of the graph computes.
 LayerQuantIO layer_io(const model::GraphNode& node, const std::vector<ActivationQuantImpl*>& quantizers,
-                      const std::string& layer_name);
+                      const std::string& layer_name, int multiplier_bits);
 
 }  // namespace prom::quant

@@ -80,12 +80,14 @@ torch::Tensor requantize_codes(const torch::Tensor& acc_in, const IntLayer& laye
   return out;
 }
 
-IntAdd lower_add(double scale_a, double scale_b, double scale_out, bool out_unsigned) {
+IntAdd lower_add(double scale_a, double scale_b, double scale_out, bool out_unsigned, int multiplier_bits) {
   IntAdd add;
   const double ratio_a = scale_a / scale_out, ratio_b = scale_b / scale_out;
   add.shift = arith::add_shift_for(ratio_a, ratio_b);
   add.mult_a = std::llround(std::ldexp(ratio_a, add.shift));
   add.mult_b = std::llround(std::ldexp(ratio_b, add.shift));
+  add.mult_a = arith::shorten_integer(add.mult_a, multiplier_bits);
+  add.mult_b = arith::shorten_integer(add.mult_b, multiplier_bits);
   const arith::CodeGrid grid = arith::activation_grid(out_unsigned);
   add.clamp_lo = grid.lo;
   add.clamp_hi = grid.hi;

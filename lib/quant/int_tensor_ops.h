@@ -23,7 +23,8 @@ struct IntAdd {
   int shift = 0;
   int32_t clamp_lo = 0, clamp_hi = 0;
 };
-IntAdd lower_add(double scale_a, double scale_b, double scale_out, bool out_unsigned);
+// multiplier_bits: significant bits kept in each multiplier (requant_multiplier_bits).
+IntAdd lower_add(double scale_a, double scale_b, double scale_out, bool out_unsigned, int multiplier_bits = 31);
 torch::Tensor add_codes(const torch::Tensor& a, const torch::Tensor& b, const IntAdd& add);
 
 // Global average pooling of codes [N, C, H, W] -> [N, C]: integer sums divided with ties to even.

@@ -123,7 +123,9 @@ std::vector<LayerAssignment> apply_policy(model::ClassifierModel& model, const c
   // Eval then computes what the exported integer model computes (lib/quant/exact_forward.h).
   bool exact = config.eval_forward == "exact" && fully_quantized(model);
   model.set_exact_forward(
-      exact ? std::make_shared<ExactForwardImpl>(model, config.train_forward == "exact_when_frozen") : nullptr);
+      exact ? std::make_shared<ExactForwardImpl>(model, config.train_forward == "exact_when_frozen",
+                                                 requant_multiplier_bits(config))
+            : nullptr);
   return assignments;
 }
 

@@ -14,6 +14,8 @@
 #include "model/registry.h"
 #include "quant/arithmetic.h"
 #include "quant/exact_forward.h"
+#include "quant/int_layer.h"
+#include "graph/op_widths.h"
 #include "quant/policy.h"
 #include "support/command.h"
 
@@ -42,7 +44,10 @@ int qat_steps() {
 struct QatFixture {
   std::shared_ptr<model::ClassifierModel> net;
   torch::Tensor images;
-  explicit QatFixture(const std::string& policy_name = "prom", int64_t size = 32) {
+  config::QuantConfig quant;
+  // requant: quant.requant (fixed_point32 | short | power_of_two).
+  explicit QatFixture(const std::string& policy_name = "prom", int64_t size = 32,
+                      const std::string& requant = "fixed_point32") {
     torch::manual_seed(7);
     config::ModelConfig mc;
     mc.num_classes = 5;
@@ -50,7 +55,9 @@ struct QatFixture {
     mc.small_input = true;
     mc.dropout = 0;
     net = model::create_model(mc);
-    quant::apply_policy(*net, policy(policy_name));
+    quant = policy(policy_name);
+    quant.requant = requant;
+    quant::apply_policy(*net, quant);
     // A learnable task (a fixed pattern per class plus noise), so that logits separate as in a real model.
     auto labels = torch::arange(48) % 5;
     images = torch::randn({5, 3, size, size}).index_select(0, labels) + 0.5 * torch::randn({48, 3, size, size});
@@ -69,9 +76,17 @@ struct QatFixture {
     o.ternary_packing = packing;
     o.classes = {"a", "b", "c", "d", "e"};
     o.preprocess = {o.input_size, o.input_size, {0.5, 0.5, 0.5}, {0.25, 0.25, 0.25}};
+    o.multiplier_bits = quant::requant_multiplier_bits(quant);
     return lowering::lower_model(*net, o);
   }
 };
+
+// The policies (configs/policies) and requantizations (quant.requant) the exactness and count tests run.
+const std::vector<std::pair<std::string, std::string>> kPolicyVariants = {{"prom", "fixed_point32"},
+                                                                        {"w8a8", "fixed_point32"},
+                                                                        {"all_ternary", "fixed_point32"},
+                                                                        {"prom", "short"},
+                                                                        {"prom", "power_of_two"}};
 
 }  // namespace
 
@@ -298,29 +313,118 @@ TEST_CASE("the AVX2 requantization equals quant::arith::requantize on every lane
   CHECK(compared > 20000);
 }
 
-TEST_CASE("counted operations equal the analytic ones; ternary layers multiply nothing", "[export]") {
-  QatFixture f;
-  auto m = f.exported();
-  infer::IntegerEngine engine(m);
-  engine.run(engine.quantize_input(f.images.slice(0, 0, 1)));
-  auto analytic = energy::analytic_counts(energy::specs_from_int_model(m));
-  REQUIRE(analytic.size() == engine.counts().size());
-  int ternary_layers = 0;
-  for (size_t i = 0; i < analytic.size(); ++i) {
-    INFO(engine.counts()[i].name);
-    CHECK(engine.counts()[i].counts == analytic[i].counts);
-    bool ternary = m.ops[i].kind == graph::OpKind::kConv && m.ops[i].ternary;
-    if (ternary) {
-      ++ternary_layers;
-      CHECK(engine.counts()[i].counts.int8_mults == 0);
-      CHECK(engine.counts()[i].counts.ternary_adds > 0);
+TEST_CASE("counted operations and their widths equal the analytic ones, for every policy; ternary layers multiply nothing",
+          "[export]") {
+  for (const auto& [name, requant] : kPolicyVariants) {
+    INFO(name << ", requant " << requant);
+    QatFixture f(name, 32, requant);
+    auto m = f.exported();
+    infer::IntegerEngine engine(m);
+    engine.run(engine.quantize_input(f.images.slice(0, 0, 1)));
+    auto analytic = energy::analytic_counts(energy::specs_from_int_model(m));
+    REQUIRE(analytic.size() == engine.counts().size());
+    int ternary_layers = 0;
+    for (size_t i = 0; i < analytic.size(); ++i) {
+      INFO(engine.counts()[i].name);
+      CHECK(engine.counts()[i].counts == analytic[i].counts);
+      CHECK(engine.counts()[i].widths == analytic[i].widths);
+      CHECK(engine.counts()[i].counts.roundings == (m.ops[i].kind == graph::OpKind::kLinear ? 0 : analytic[i].counts.roundings));
+      bool ternary_pointwise = m.ops[i].kind == graph::OpKind::kConv && m.ops[i].ternary && m.ops[i].kernel == 1 &&
+                               m.ops[i].groups == 1;
+      if (ternary_pointwise) {
+        ++ternary_layers;
+        CHECK(engine.counts()[i].counts.int8_mults == 0);
+        CHECK(engine.counts()[i].counts.ternary_adds > 0);
+      }
     }
+    if (name == "prom") CHECK(ternary_layers == 33);  // 16 expansions + 17 projections
+    // Counts scale with the batch.
+    engine.reset_counts();
+    engine.run(engine.quantize_input(f.images.slice(0, 0, 3)));
+    CHECK(engine.counts()[0].counts.int8_mults == 3 * analytic[0].counts.int8_mults);
+    CHECK(engine.counts()[0].counts.int8_mults > 0);  // the stem multiplies (int8, or ternary codes in all_ternary)
   }
-  CHECK(ternary_layers == 33);  // 16 expansions + 17 projections
-  // Counts scale with the batch.
-  engine.reset_counts();
-  engine.run(engine.quantize_input(f.images.slice(0, 0, 3)));
-  CHECK(engine.counts()[0].counts.int8_mults == 3 * analytic[0].counts.int8_mults);
+}
+
+// The honest energy count charges 16-bit accumulators where graph::op_widths says the sums fit; the
+// engine accumulates in 32 bits, which gives the same results exactly when no partial sum leaves
+// int16. Checked against an independent bound (every product at its extreme, by brute force over
+// the weights) and against the engine's real accumulators on images.
+TEST_CASE("16-bit accumulators only where every partial sum fits int16; the engine's sums stay inside the bound",
+          "[export]") {
+  QatFixture f("prom");
+  auto m = f.exported();
+  int narrow = 0, wide = 0;
+  for (size_t i = 0; i < m.ops.size(); ++i) {
+    const auto& op = m.ops[i];
+    if (op.kind != graph::OpKind::kConv && op.kind != graph::OpKind::kLinear) continue;
+    INFO(op.name);
+    const graph::CodeRange in = graph::code_range(m, op.input);
+    auto rows = op.weight.to(torch::kInt64).reshape({op.out_channels, -1});
+    int64_t lo = 0, hi = 0;  // brute force: per row, the sums of the negative and of the positive extremes
+    for (int64_t c = 0; c < op.out_channels; ++c) {
+      int64_t row_lo = 0, row_hi = 0;
+      for (int64_t k = 0; k < rows.size(1); ++k) {
+        const int64_t w = rows[c][k].item<int64_t>();
+        row_lo += std::min(w * in.lo, w * in.hi);
+        row_hi += std::max(w * in.lo, w * in.hi);
+      }
+      lo = std::min(lo, row_lo);
+      hi = std::max(hi, row_hi);
+    }
+    const auto range = graph::accumulator_range(op, in);
+    CHECK(range.lo == lo);
+    CHECK(range.hi == hi);
+    const int bits = graph::op_widths(m, i).accumulator_bits;
+    CHECK(bits == (lo >= -32768 && hi <= 32767 ? 16 : 32));
+    (bits == 16 ? narrow : wide) += 1;
+  }
+  CHECK(narrow > 0);  // the check has both kinds to look at
+  CHECK(wide > 0);
+  // Real accumulators: the exact forward's conv on codes (float64: exact) never leaves the bound.
+  auto exact = std::dynamic_pointer_cast<quant::ExactForwardImpl>(f.net->exact_forward());
+  REQUIRE(exact != nullptr);
+  torch::NoGradGuard no_grad;
+  exact->set_recording(true);
+  f.net->forward(f.images.slice(0, 0, 8));
+  exact->set_recording(false);
+  const auto& codes = exact->recorded_codes();
+  for (const auto& op : m.ops) {
+    if (op.kind != graph::OpKind::kConv) continue;
+    INFO(op.name);
+    auto acc = torch::conv2d(codes.at(op.input).to(torch::kFloat64), op.weight.to(torch::kFloat64), {}, op.stride,
+                             op.padding, 1, op.groups);
+    const auto range = graph::accumulator_range(op, graph::code_range(m, op.input));
+    CHECK(acc.min().item<double>() >= static_cast<double>(range.lo));
+    CHECK(acc.max().item<double>() <= static_cast<double>(range.hi));
+  }
+}
+
+TEST_CASE("short and power-of-two multipliers: the nearest with that many significant bits", "[export]") {
+  namespace arith = quant::arith;
+  std::mt19937 rng(3);
+  std::uniform_real_distribution<double> log_m(-20.0, 6.0);
+  for (int i = 0; i < 20000; ++i) {
+    const double real = std::exp2(log_m(rng));
+    const auto full = arith::quantize_multiplier(real);
+    for (int bits : {1, 4, 8, 16}) {
+      INFO("m " << real << " bits " << bits);
+      const auto m = arith::shorten_multiplier(full, bits);
+      REQUIRE(m.multiplier != 0);
+      CHECK(graph::significant_bits(m.multiplier) <= bits);
+      CHECK(m.multiplier >= (1 << 30));  // the engine's mantissa form
+      // Nearest: within half a unit of the kept mantissa's last place (relative 2^-bits), plus the
+      // full multiplier's own rounding.
+      CHECK(std::abs(arith::multiplier_value(m) / real - 1) <= std::ldexp(1.0, -bits) + std::ldexp(1.0, -29));
+    }
+    CHECK(arith::shorten_multiplier(full, 31).multiplier == full.multiplier);
+    const auto pow2 = arith::shorten_multiplier(full, 1);
+    CHECK(pow2.multiplier == (1 << 30));  // a power of two: the requantization is a rounding shift
+  }
+  CHECK(arith::shorten_integer(0b1011, 2) == 0b1100);
+  CHECK(arith::shorten_integer(0b1010, 2) == 0b1000);  // a tie goes to the even mantissa
+  CHECK(arith::shorten_integer(0b1110, 2) == 0b10000);
+  CHECK(arith::shorten_integer(5, 8) == 5);
 }
 
 TEST_CASE("export, reload, re-export gives identical bytes; storage is what the file holds", "[export]") {
@@ -396,14 +500,34 @@ TEST_CASE("energy and storage report for the shipped ImageNet PROM config", "[ex
   CHECK(rep.fp16_energy_ratio == Approx(rep.total.fp16_pj / rep.total.energy_pj));
   CHECK(rep.fp16_energy_ratio > 5);
   CHECK(rep.fp16_storage_ratio > 2);
-  // The paper's convention (no requantization charged, int8 accumulation) gives a higher ratio.
-  auto paper = c.energy;
-  paper.count_requant = false;
-  paper.mac_accumulator = "int8";
-  auto rep_paper = energy::make_report(specs, paper, "2bit");
-  CHECK(rep_paper.fp16_energy_ratio > rep.fp16_energy_ratio);
+  // The paper-like convention (no requantization charged, int8 accumulation) gives a higher ratio.
+  CHECK(rep.paper_fp16_energy_ratio > rep.fp16_energy_ratio);
+  CHECK(rep.paper_fp16_energy_ratio == Approx(rep.total.fp16_pj / rep.total.paper_pj));
+  // Honest by hand for the whole model: sum over ops of each count at its width.
+  double by_hand = 0;
+  for (const auto& lc : energy::analytic_counts(specs)) {
+    const auto& k = lc.counts;
+    const double acc = lc.widths.accumulator_bits == 16 ? c.energy.int16_add : c.energy.int32_add;
+    const double mult = lc.widths.requant_bits <= 1 ? 0.0 : c.energy.int32_mult * lc.widths.requant_bits / 32.0;
+    by_hand += k.ternary_adds * acc + k.int8_mults * (c.energy.int8_mult + acc) + (k.int32_adds - k.int8_mults) * c.energy.int32_add +
+               k.requant_mults * mult + k.roundings * c.energy.int32_add;
+  }
+  CHECK(rep.total.energy_pj == Approx(by_hand).epsilon(1e-12));
+  CHECK(rep.total.accumulations16 > 0);  // some pointwise layers of MobileNetV2 1.0 fit 16-bit sums
+  CHECK(rep.total.accumulations16 < rep.total.accumulations);
+  // Power-of-two multipliers charge no requantization multiply; short ones a narrow one.
+  auto pow2 = c;
+  pow2.quant.requant = "power_of_two";
+  auto rep_pow2 = energy::make_report(energy::specs_from_config(pow2, 1.0), c.energy, "2bit");
+  auto shorter = c;
+  shorter.quant.requant = "short";
+  auto rep_short = energy::make_report(energy::specs_from_config(shorter, 1.0), c.energy, "2bit");
+  CHECK(rep_pow2.fp16_energy_ratio > rep_short.fp16_energy_ratio);
+  CHECK(rep_short.fp16_energy_ratio > rep.fp16_energy_ratio);
+  CHECK(rep_pow2.paper_fp16_energy_ratio == Approx(rep.paper_fp16_energy_ratio));  // paper-like ignores it
   INFO(energy::format_report(rep, true, true));
   CHECK(energy::report_json(rep).find("\"fp16_energy_ratio\"") != std::string::npos);
+  CHECK(energy::report_json(rep).find("\"paper_like\"") != std::string::npos);
   // base-3 packing stores ternary weights in 1/5 byte each instead of 1/4.
   auto rep3 = energy::make_report(specs, c.energy, "base3");
   CHECK(rep.total.bytes - rep3.total.bytes == packing_saving);
@@ -443,11 +567,19 @@ int64_t code_mismatches(model::ClassifierModel& net, infer::IntegerEngine& engin
 
 }  // namespace
 
-TEST_CASE("every tensor's integer codes equal the fake-quant codes (trained fixtures, three policies)", "[export]") {
-  for (std::string name : {"prom", "w8a8", "all_ternary"}) {
-    INFO(name);
-    QatFixture f(name);
-    infer::IntegerEngine engine(f.exported());
+TEST_CASE("every tensor's integer codes equal the fake-quant codes (trained fixtures: three policies, three requantizations)",
+          "[export]") {
+  for (const auto& [name, requant] : kPolicyVariants) {
+    INFO(name << ", requant " << requant);
+    QatFixture f(name, 32, requant);
+    const auto exported = f.exported();
+    if (requant != "fixed_point32") {  // the multipliers really are that short, in convs and residual adds
+      const int bits = quant::requant_multiplier_bits(f.quant);
+      for (size_t i = 0; i < exported.ops.size(); ++i)
+        if (exported.ops[i].kind == graph::OpKind::kConv || exported.ops[i].kind == graph::OpKind::kAdd)
+          CHECK(graph::op_widths(exported, i).requant_bits <= bits);
+    }
+    infer::IntegerEngine engine(exported);
     int64_t total = 0;
     const int64_t bad = code_mismatches(*f.net, engine, f.images.slice(0, 0, 8), &total);
     INFO(bad << " of " << total << " activation codes differ");

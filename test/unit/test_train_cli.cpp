@@ -295,7 +295,9 @@ TEST_CASE("EMA of a QAT run evaluates within 0.5 points of the live model; prom-
   REQUIRE(epochs.size() == 3);
   const double live = epochs.back()["eval_top1"].get<double>(), ema = epochs.back()["ema_eval_top1"].get<double>();
   WARN("QAT eval top-1: live " << live << "%, EMA " << ema << "%");
-  CHECK(live > 90.0);  // a trained model (4 classes): the comparison is not between two random guesses
+  // A trained model (4 classes, a guess is 25%): the comparison is not between two random guesses.
+  // 88.9% with Debian 13's LibTorch 2.6, 97.3% with LibTorch 1.13 (float rounding order differs).
+  CHECK(live > 80.0);
   CHECK(std::abs(live - ema) <= 0.5);
 
   const std::string ckpt = dir.path() + "/runs/qat/last.safetensors";
