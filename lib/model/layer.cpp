@@ -40,9 +40,31 @@ const char* node_kind_name(NodeKind kind) {
   return "unknown";
 }
 
+namespace {
+
+// ReLU6 in place whose backward reads its output: min(max(x, 0), 6) is inside (0, 6) exactly where x
+// is, so the gradient mask is the same as from the input. LibTorch's hardtanh_ keeps a copy of its
+// input for the backward instead (one more pass over the activation and its memory).
+struct InPlaceRelu6 : public torch::autograd::Function<InPlaceRelu6> {
+  static torch::Tensor forward(torch::autograd::AutogradContext* ctx, torch::Tensor x) {
+    x.clamp_(0, 6);  // Function::apply runs this without grad mode: the version counter moves
+    ctx->mark_dirty({x});
+    ctx->save_for_backward({x});
+    return x;
+  }
+  static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
+                                                 torch::autograd::variable_list grads) {
+    const torch::Tensor y = ctx->get_saved_variables()[0];
+    return {torch::hardtanh_backward(grads[0], y, 0, 6)};
+  }
+};
+
+}  // namespace
+
 torch::Tensor DeferrableRelu6Impl::forward(torch::Tensor x) {
   if (deferred) return x;
-  return torch::nn::functional::relu6(x, torch::nn::functional::ReLU6FuncOptions().inplace(true));
+  if (!torch::GradMode::is_enabled() || !x.requires_grad()) return x.clamp_(0, 6);
+  return InPlaceRelu6::apply(x);
 }
 
 torch::Tensor HookedConv2dImpl::forward(const torch::Tensor& x) {

@@ -156,3 +156,22 @@ TEST_CASE("logits match torchvision's mobilenet_v2 on the same weights", "[torch
     CHECK((cl - io.tensors.at("logits")).abs().max().item<double>() <= 1e-4);
   }
 }
+
+TEST_CASE("the model's in-place ReLU6 equals torch's relu6 bit for bit, values and gradients, at the edges too",
+          "[model]") {
+  torch::manual_seed(5);
+  // Random values around both edges, exact 0 and 6, and values just inside and outside them.
+  auto x = torch::cat({torch::randn({4, 8, 5, 5}).flatten() * 4 + 3,
+                       torch::tensor({0.0f, -0.0f, 6.0f, 5.9999995f, 6.0000005f, 1e-45f, -1e-45f, 1e30f, -1e30f})});
+  auto g = torch::randn_like(x);
+  auto a = x.clone().set_requires_grad(true), b = x.clone().set_requires_grad(true);
+  model::DeferrableRelu6 ours;
+  auto ya = ours->forward(a * 1.0f);  // on a non-leaf, as after BatchNorm
+  auto yb = torch::relu6(b * 1.0f);
+  CHECK(torch::equal(ya, yb));
+  ya.backward(g);
+  yb.backward(g);
+  CHECK(torch::equal(a.grad(), b.grad()));
+  torch::NoGradGuard no_grad;
+  CHECK(torch::equal(ours->forward(x.clone()), torch::relu6(x)));
+}
