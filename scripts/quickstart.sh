@@ -36,3 +36,9 @@ echo "== Fashion-MNIST test accuracy =="
 echo
 echo "== Energy and storage of the exported PROM model =="
 "$bin/prom-eval" --report energy,storage --model $out/mobilenetv2_prom_fmnist.prom --config configs/fashion-mnist/mobilenetv2_prom.yaml | grep -E "ratio"
+echo
+echo "== Energy against top-1 (honest and paper-like counts, fp16/fp32 baselines) =="
+"$bin/prom-eval" --report energy --json --model $out/mobilenetv2_prom_fmnist.prom \
+  --config configs/fashion-mnist/mobilenetv2_prom.yaml > $out/mobilenetv2_prom_fmnist/energy.json
+/usr/bin/python3 scripts/plot_pareto.py $out/mobilenetv2_fp32_fmnist $out/mobilenetv2_prom_fmnist \
+  --out $out/pareto.png --title "quickstart: MobileNetV2 on Fashion-MNIST"

@@ -42,20 +42,22 @@ const char* node_kind_name(NodeKind kind) {
 
 namespace {
 
-// ReLU6 in place whose backward reads its output: min(max(x, 0), 6) is inside (0, 6) exactly where x
-// is, so the gradient mask is the same as from the input. LibTorch's hardtanh_ keeps a copy of its
-// input for the backward instead (one more pass over the activation and its memory).
-struct InPlaceRelu6 : public torch::autograd::Function<InPlaceRelu6> {
-  static torch::Tensor forward(torch::autograd::AutogradContext* ctx, torch::Tensor x) {
-    x.clamp_(0, 6);  // Function::apply runs this without grad mode: the version counter moves
+// clamp(x, 0, max) in place whose backward reads its output: the output is inside (0, max) exactly
+// where the input is, so the gradient mask is the same as from the input. LibTorch's hardtanh_ (what
+// an in-place relu6 calls) keeps a copy of its input for the backward instead: one more pass over
+// the activation and its memory.
+struct InPlaceClampFromZero : public torch::autograd::Function<InPlaceClampFromZero> {
+  static torch::Tensor forward(torch::autograd::AutogradContext* ctx, torch::Tensor x, double max) {
+    x.clamp_(0, max);  // Function::apply runs this without grad mode: the version counter moves
     ctx->mark_dirty({x});
     ctx->save_for_backward({x});
+    ctx->saved_data["max"] = max;
     return x;
   }
   static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
                                                  torch::autograd::variable_list grads) {
     const torch::Tensor y = ctx->get_saved_variables()[0];
-    return {torch::hardtanh_backward(grads[0], y, 0, 6)};
+    return {torch::hardtanh_backward(grads[0], y, 0, ctx->saved_data["max"].toDouble()), torch::Tensor()};
   }
 };
 
@@ -64,7 +66,7 @@ struct InPlaceRelu6 : public torch::autograd::Function<InPlaceRelu6> {
 torch::Tensor DeferrableRelu6Impl::forward(torch::Tensor x) {
   if (deferred) return x;
   if (!torch::GradMode::is_enabled() || !x.requires_grad()) return x.clamp_(0, 6);
-  return InPlaceRelu6::apply(x);
+  return InPlaceClampFromZero::apply(x, 6.0);
 }
 
 torch::Tensor HookedConv2dImpl::forward(const torch::Tensor& x) {
