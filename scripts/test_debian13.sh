@@ -101,6 +101,13 @@ mount_in /dev --bind /dev
 mount_in /dev/pts --bind /dev/pts
 mount_in /dev/shm -t tmpfs -o mode=1777 tmpfs
 cp /etc/resolv.conf "$root/etc/resolv.conf"  # apt inside the root resolves the mirror's name
+# The host's trust store too (e.g. a proxy's CA in front of npm's registry, which the ONNX Runtime
+# cross-check installs from): node adds NODE_EXTRA_CA_CERTS to its own.
+extra_ca=()
+if [[ -f /etc/ssl/certs/ca-certificates.crt ]]; then
+  cp /etc/ssl/certs/ca-certificates.crt "$root/etc/prom-host-ca-certificates.crt"
+  extra_ca=(NODE_EXTRA_CA_CERTS=/etc/prom-host-ca-certificates.crt)
+fi
 
 # A fresh copy of the checkout: no build directory, nothing the last run left.
 src=/root/prom
@@ -136,7 +143,7 @@ started=$(date +%s)
 status=0
 setsid chroot "$root" /usr/bin/env -i HOME=/root LANG=C.UTF-8 TERM=dumb \
   PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
-  PROM_BUILD_JOBS="${PROM_BUILD_JOBS:-2}" PROM_TEST_JOBS="${PROM_TEST_JOBS:-2}" \
+  PROM_BUILD_JOBS="${PROM_BUILD_JOBS:-2}" PROM_TEST_JOBS="${PROM_TEST_JOBS:-2}" "${extra_ca[@]}" \
   nice -n "${PROM_DEBIAN13_NICE:-10}" bash -c "$inside" test_debian13 "$@" 9>&- &
 child=$!
 wait "$child" || status=$?

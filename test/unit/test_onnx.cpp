@@ -140,7 +140,8 @@ void check_export(const std::string& arch, const std::string& policy, onnx_expor
   for (const auto& op : m.ops) {
     if (!op.weight.defined()) continue;
     INFO(op.name);
-    const auto& w = initializer(proto, op.name + ".weight_q");
+    const std::string weight_name = op.name + ".weight_q";  // a named string: no reference into a temporary
+    const auto& w = initializer(proto, weight_name);
     CHECK(w.data_type() == ::onnx::TensorProto_DataType_INT8);
     auto codes = torch::from_blob(const_cast<char*>(w.raw_data().data()), {op.weight.numel()}, torch::kInt8);
     auto keep = op.kind == graph::OpKind::kLinear ? torch::ones({op.out_channels}, torch::kBool)
