@@ -57,7 +57,12 @@ struct InPlaceClampFromZero : public torch::autograd::Function<InPlaceClampFromZ
   static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
                                                  torch::autograd::variable_list grads) {
     const torch::Tensor y = ctx->get_saved_variables()[0];
-    return {torch::hardtanh_backward(grads[0], y, 0, ctx->saved_data["max"].toDouble()), torch::Tensor()};
+    const double max = ctx->saved_data["max"].toDouble();
+    // One fused pass where ATen has it; LibTorch 1.13 has no bf16 CPU kernel for hardtanh_backward
+    // (bf16 autocast), so other types select the gradient directly: the same values either way.
+    if (y.scalar_type() == torch::kFloat || y.scalar_type() == torch::kDouble)
+      return {torch::hardtanh_backward(grads[0], y, 0, max), torch::Tensor()};
+    return {torch::where(y.gt(0).logical_and(y.lt(max)), grads[0], torch::zeros_like(grads[0])), torch::Tensor()};
   }
 };
 

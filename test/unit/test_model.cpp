@@ -175,3 +175,17 @@ TEST_CASE("the model's in-place ReLU6 equals torch's relu6 bit for bit, values a
   torch::NoGradGuard no_grad;
   CHECK(torch::equal(ours->forward(x.clone()), torch::relu6(x)));
 }
+
+// bf16 autocast on a CPU reaches the ReLU6 backward in bf16, where LibTorch 1.13 has no
+// hardtanh_backward kernel: the model's function selects the gradient itself there.
+TEST_CASE("the model's in-place ReLU6 trains in bf16 too: gradients equal torch's relu6 on the same bf16 values", "[model]") {
+  auto x = (torch::randn({3, 4, 6, 6}) * 4 + 3).to(torch::kBFloat16);
+  auto g = torch::randn_like(x);
+  auto a = x.clone().set_requires_grad(true);
+  model::DeferrableRelu6 ours;
+  auto y = ours->forward(a * 1.0f);
+  CHECK(torch::equal(y, torch::clamp(x, 0, 6)));
+  y.backward(g);
+  auto mask = x.gt(0).logical_and(x.lt(6));
+  CHECK(torch::equal(a.grad(), torch::where(mask, g, torch::zeros_like(g))));
+}
