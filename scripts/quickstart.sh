@@ -35,7 +35,7 @@ echo "== Fashion-MNIST test accuracy =="
 "$bin/prom-eval" --checkpoint "$prom_ckpt" --model $out/mobilenetv2_prom_fmnist.prom --compare
 echo
 echo "== Energy and storage of the exported PROM model =="
-"$bin/prom-eval" --report energy,storage --model $out/mobilenetv2_prom_fmnist.prom --config configs/fashion-mnist/mobilenetv2_prom.yaml | grep -E "ratio"
+"$bin/prom-eval" --report energy,storage --model $out/mobilenetv2_prom_fmnist.prom --config configs/fashion-mnist/mobilenetv2_prom.yaml | grep -E "^(energy|storage) ratio"
 echo
 echo "== Energy against top-1 (honest and paper-like counts, fp16/fp32 baselines) =="
 "$bin/prom-eval" --report energy --json --model $out/mobilenetv2_prom_fmnist.prom \
