@@ -117,8 +117,9 @@ void fill_requantization(const model::LayerInfo& l, const LayerQuantIO& io, cons
     if (!arith::representable_multiplier(m))
       refuse(l.name, "requantization multiplier " + std::to_string(m) + " of channel " + std::to_string(c) +
                          " is out of range (output scale " + std::to_string(io.output_scale) + ")");
-    auto fm = arith::shorten_multiplier(arith::quantize_multiplier(m), io.multiplier_bits);
-    if (fm.multiplier == 0 && m > 0 && arith::quantize_multiplier(m).multiplier != 0)
+    const auto full = arith::quantize_multiplier(m);
+    const auto fm = arith::shorten_multiplier(full, io.multiplier_bits);
+    if (fm.multiplier == 0 && full.multiplier != 0)
       refuse(l.name, "requantization multiplier " + std::to_string(m) + " of channel " + std::to_string(c) +
                          " does not fit " + std::to_string(io.multiplier_bits) + " significant bits");
     mult[c] = fm.multiplier;
