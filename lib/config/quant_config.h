@@ -13,9 +13,13 @@ struct WeightQuantConfig {
   std::string method = "absmean";           // ternary: absmean (BitNet b1.58) | twn (0.7 mean|W| threshold)
   std::string granularity = "per_channel";  // per_channel (one scale per output channel) | per_tensor
   bool learned = false;                     // int8: learned scale (LSQ) instead of max|W|/127
+  // ternary twn: the zero threshold delta = threshold * mean|W| (TWN's 0.7). Larger: more zero weights,
+  // fewer additions (quant/quantizers.h); the energy report counts only the non-zero ones.
+  double threshold = 0.7;
   template <class V> void visit(V& v) {
     v.field("type", type, one_of({"none", "ternary", "int8"}));
     v.field("method", method, one_of({"absmean", "twn"}));
+    v.field("threshold", threshold, between(0.0, 4.0));
     v.field("granularity", granularity, one_of({"per_channel", "per_tensor"}));
     v.field("learned", learned);
   }

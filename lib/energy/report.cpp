@@ -236,6 +236,10 @@ Report make_report(const std::vector<OpSpec>& specs, const config::EnergyConfig&
                                                           : model::role_name(specs[i].role);
     accumulate(rep.roles[index[key]], specs[i], counts[i].counts, e, packing);
     accumulate(rep.total, specs[i], counts[i].counts, e, packing);
+    if (specs[i].ternary) {
+      rep.ternary_weights += specs[i].weights;
+      rep.ternary_nonzero += specs[i].nonzero_weights;
+    }
   }
   rep.fp16_energy_ratio = rep.total.fp16_pj / rep.total.energy_pj;
   rep.fp32_energy_ratio = rep.total.fp32_pj / rep.total.energy_pj;
@@ -278,6 +282,12 @@ std::string format_report(const Report& rep, bool show_energy, bool show_storage
                   "energy ratio (paper-like): %.2fx less than fp16, %.2fx less than fp32\n",
                   rep.fp16_energy_ratio, rep.fp32_energy_ratio, rep.paper_fp16_energy_ratio, rep.paper_fp32_energy_ratio);
     out << line << "conventions: " << rep.conventions << "\n";
+  }
+  if (rep.ternary_weights > 0) {  // the share of ternary weights whose additions the counts include
+    std::snprintf(line, sizeof line, "ternary weights: %lld, non-zero %lld (density %.4f)\n",
+                  static_cast<long long>(rep.ternary_weights), static_cast<long long>(rep.ternary_nonzero),
+                  static_cast<double>(rep.ternary_nonzero) / rep.ternary_weights);
+    out << line;
   }
   if (show_storage) {
     out << "storage (bytes)\n";
@@ -328,6 +338,8 @@ std::string report_json(const Report& rep) {
                      {"fp32_energy_ratio", rep.paper_fp32_energy_ratio},
                      {"energy_pj", rep.total.paper_pj}};
   j["fp16_storage_ratio"] = rep.fp16_storage_ratio;
+  j["ternary_weights"] = rep.ternary_weights;
+  j["ternary_nonzero_weights"] = rep.ternary_nonzero;
   j["conventions"] = rep.conventions;
   return j.dump(2) + "\n";
 }

@@ -62,6 +62,7 @@ struct Report {
   double fp16_energy_ratio = 0, fp32_energy_ratio = 0, fp16_storage_ratio = 0;  // honest
   double paper_fp16_energy_ratio = 0, paper_fp32_energy_ratio = 0;               // paper-like
   std::string conventions;  // both conventions and the pJ table, in words
+  int64_t ternary_weights = 0, ternary_nonzero = 0;  // over all ternary layers (density: their ratio)
 };
 
 // Picojoules of one op's counts under each convention.

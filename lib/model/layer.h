@@ -94,6 +94,9 @@ class ExactForwardHook {
   // Training: the exact logits as values with the simulated logits' gradients, where the integer
   // model is defined (BatchNorm on running statistics, observers frozen); `simulated` otherwise.
   virtual torch::Tensor train_forward(const torch::Tensor& x, const torch::Tensor& simulated) = 0;
+  // Called before the modules' (simulated) forward runs: lets the hook prepare what that forward
+  // should model of the integer arithmetic (e.g. short requantization multipliers' gains).
+  virtual void before_simulated_forward() {}
 };
 
 // The interface every classification model in the registry implements.
@@ -123,7 +126,10 @@ class ClassifierModel : public torch::nn::Module {
  protected:
   // forward() calls this first: the exact forward's result in eval mode, undefined otherwise.
   torch::Tensor exact_forward_or_undefined(const torch::Tensor& x) {
-    if (exact_forward_ && !is_training()) return exact_forward_->eval_forward(x);
+    if (!exact_forward_) return {};
+    if (!is_training())
+      if (torch::Tensor exact = exact_forward_->eval_forward(x); exact.defined()) return exact;
+    exact_forward_->before_simulated_forward();
     return {};
   }
   // ... and this last, in training, on the logits of the modules.

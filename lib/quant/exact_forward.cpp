@@ -4,6 +4,7 @@
 
 #include "core/autocast.h"
 #include "core/error.h"
+#include "quant/requant_gains.h"
 #include "quant/straight_through.h"
 
 namespace prom::quant {
@@ -114,18 +115,24 @@ bool ExactForwardImpl::frozen() const {
   return true;
 }
 
+void ExactForwardImpl::before_simulated_forward() {
+  if (multiplier_bits_ < 31) set_requant_gains(model_, multiplier_bits_);
+}
+
 torch::Tensor ExactForwardImpl::train_forward(const torch::Tensor& x, const torch::Tensor& simulated) {
   if (!in_training_ || !frozen()) return simulated;
   torch::Tensor exact;
   {
     torch::NoGradGuard no_grad;
-    exact = eval_forward(x.detach());
+    exact = exact_logits(x.detach());
   }
   if (!exact.defined()) return simulated;
   return StraightThrough::apply(simulated, exact.to(simulated.scalar_type()));
 }
 
-torch::Tensor ExactForwardImpl::eval_forward(const torch::Tensor& x) {
+torch::Tensor ExactForwardImpl::eval_forward(const torch::Tensor& x) { return in_eval_ ? exact_logits(x) : torch::Tensor(); }
+
+torch::Tensor ExactForwardImpl::exact_logits(const torch::Tensor& x) {
   auto q = tensor_quantizers(model_);
   if (!all_initialized(q)) return {};
   torch::NoGradGuard no_grad;

@@ -21,14 +21,19 @@ class ExactForwardImpl : public model::ExactForwardHook {
  public:
   // `in_training`: also replace the training logits' values once BatchNorm and observers are frozen
   // (quant.train_forward: exact_when_frozen). `multiplier_bits`: requant_multiplier_bits (quant.requant).
-  ExactForwardImpl(model::ClassifierModel& model, bool in_training, int multiplier_bits = 31)
-      : model_(model), in_training_(in_training), multiplier_bits_(multiplier_bits) {}
+  // `in_eval` false (quant.eval_forward: simulated): eval runs the simulated forward.
+  ExactForwardImpl(model::ClassifierModel& model, bool in_training, int multiplier_bits = 31, bool in_eval = true)
+      : model_(model), in_training_(in_training), in_eval_(in_eval), multiplier_bits_(multiplier_bits) {}
   // Logits [N, classes] as the integer engine dequantizes them; undefined while a quantizer has not
-  // seen data yet (the model's simulated forward runs instead).
+  // seen data yet, or with `in_eval` false (the model's simulated forward runs instead).
   torch::Tensor eval_forward(const torch::Tensor& x) override;
+  // The integer logits whatever `in_eval` says (undefined while a quantizer has not seen data).
+  torch::Tensor exact_logits(const torch::Tensor& x);
   // The exact logits with the gradients of `simulated` when every BatchNorm uses running statistics
   // and no observer moves (the state the exported model is made from); `simulated` otherwise.
   torch::Tensor train_forward(const torch::Tensor& x, const torch::Tensor& simulated) override;
+  // Short requantization multipliers: their gains for the simulated forward (quant/requant_gains.h).
+  void before_simulated_forward() override;
   // True when the model is in that state.
   bool frozen() const;
 
@@ -52,7 +57,7 @@ class ExactForwardImpl : public model::ExactForwardHook {
   torch::Tensor run_linear(size_t node_index, const torch::Tensor& in, const Lowered& low) const;
 
   model::ClassifierModel& model_;
-  bool in_training_;
+  bool in_training_, in_eval_;
   int multiplier_bits_;
   Lowered lowered_;
   std::vector<std::pair<const void*, int64_t>> lowered_key_;

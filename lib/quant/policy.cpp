@@ -120,12 +120,12 @@ std::vector<LayerAssignment> apply_policy(model::ClassifierModel& model, const c
       model.set_branch_hook(node.inputs[1], make_activation_quantizer(a.input, false, config.observer_momentum));
   }
   if (config.fuse_relu6) fuse_relu6_into_quantizers(model);
-  // Eval then computes what the exported integer model computes (lib/quant/exact_forward.h).
-  bool exact = config.eval_forward == "exact" && fully_quantized(model);
-  model.set_exact_forward(
-      exact ? std::make_shared<ExactForwardImpl>(model, config.train_forward == "exact_when_frozen",
-                                                 requant_multiplier_bits(config))
-            : nullptr);
+  // Eval then computes what the exported integer model computes (lib/quant/exact_forward.h); with
+  // eval_forward: simulated it still gives training its exact logits and short multipliers' gains.
+  model.set_exact_forward(fully_quantized(model) ? std::make_shared<ExactForwardImpl>(
+                                                       model, config.train_forward == "exact_when_frozen",
+                                                       requant_multiplier_bits(config), config.eval_forward == "exact")
+                                                 : nullptr);
   return assignments;
 }
 

@@ -1,5 +1,6 @@
 #include "quant/quantizers.h"
 
+#include "core/error.h"
 #include "core/host_read.h"
 #include "quant/fake_quant_kernel.h"
 #include "quant/straight_through.h"
@@ -80,7 +81,7 @@ QuantizedWeight TernaryWeightImpl::quantize(const torch::Tensor& w_in) {
   torch::Tensor abs = g.abs();
   torch::Tensor codes, scale;
   if (twn_) {
-    torch::Tensor delta = 0.7 * abs.mean(1, true);
+    torch::Tensor delta = threshold_ * abs.mean(1, true);
     torch::Tensor mask = abs > delta;
     codes = torch::sign(g) * mask;
     torch::Tensor count = mask.sum(1, true).clamp_min(1);
@@ -100,7 +101,9 @@ torch::Tensor TernaryWeightImpl::forward(const torch::Tensor& w) {
 }
 
 std::string TernaryWeightImpl::describe() const {
-  return std::string("ternary ") + (twn_ ? "twn" : "absmean") + (per_channel_ ? " per-channel" : " per-tensor");
+  std::string threshold;
+  if (twn_ && threshold_ != 0.7) threshold = " threshold " + config::format_number(threshold_);
+  return std::string("ternary ") + (twn_ ? "twn" : "absmean") + threshold + (per_channel_ ? " per-channel" : " per-tensor");
 }
 
 // ---- int8 weights ----
@@ -178,8 +181,22 @@ torch::Tensor ActivationQuantImpl::scale_tensor() const {
 
 double ActivationQuantImpl::scale() const { return host_item<float>(scale_tensor()); }
 
+namespace {
+// `x` times a gain of set_gains: per channel (dim 1) or one value.
+torch::Tensor apply_gain(const torch::Tensor& x, const torch::Tensor& gain) {
+  if (!gain.defined()) return x;
+  torch::Tensor g = gain.to(x.device(), /*non_blocking=*/true);
+  if (g.numel() > 1) {
+    std::vector<int64_t> shape(x.dim(), 1);
+    shape.at(1) = g.numel();
+    g = g.view(shape);
+  }
+  return x * g;
+}
+}  // namespace
+
 torch::Tensor ActivationQuantImpl::forward(const torch::Tensor& x_in) {
-  torch::Tensor x = x_in.to(torch::kFloat32);
+  torch::Tensor x = apply_gain(x_in.to(torch::kFloat32), producer_gain_);
   bool first = !initialized();
   if (is_training() && (observing_ || first)) {
     torch::NoGradGuard no_grad;
@@ -198,7 +215,7 @@ torch::Tensor ActivationQuantImpl::forward(const torch::Tensor& x_in) {
     if (learned_ && first) step_.copy_((range_ / static_cast<double>(qmax())).clamp_min(kEps));
     init_flag_->set();
   }
-  return quantize(x);
+  return apply_gain(quantize(x), output_gain_);
 }
 
 torch::Tensor ActivationQuantImpl::quantize(const torch::Tensor& x_in) {
@@ -242,7 +259,12 @@ std::string ActivationQuantImpl::describe() const {
 
 std::shared_ptr<WeightQuantizer> make_weight_quantizer(const config::WeightQuantConfig& c, int64_t out_channels) {
   bool per_channel = c.granularity == "per_channel";
-  if (c.type == "ternary") return std::make_shared<TernaryWeightImpl>(c.method == "twn", per_channel);
+  if (c.type == "ternary") {
+    if (c.method != "twn" && c.threshold != 0.7)
+      throw Error("quant rule: weight.threshold applies to method twn, not " + c.method);
+    return std::make_shared<TernaryWeightImpl>(c.method == "twn", per_channel, c.threshold);
+  }
+  if (c.threshold != 0.7) throw Error("quant rule: weight.threshold applies to ternary twn weights, not " + c.type);
   if (c.type == "int8") return std::make_shared<Int8WeightImpl>(per_channel, c.learned, out_channels);
   return nullptr;
 }

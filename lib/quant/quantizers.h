@@ -39,11 +39,13 @@ class WeightQuantizer : public model::TensorHook {
 
 // Ternary weights {-s, 0, +s} per group (tensor or output channel).
 //   absmean (BitNet b1.58): s = mean|W|, codes = clip(round(W / s), -1, 1)
-//   twn (Li & Liu 2016):    delta = 0.7 mean|W|, codes = sign(W) [|W| > delta], s = mean of |W| above delta
+//   twn (Li & Liu 2016):    delta = t mean|W| (t = 0.7 in TWN; `threshold`), codes = sign(W) [|W| > delta],
+//                           s = mean of |W| above delta
 // Backward: identity straight-through (dL/dW = dL/dWq); the float latent W is what the optimizer updates.
 class TernaryWeightImpl : public WeightQuantizer {
  public:
-  TernaryWeightImpl(bool twn, bool per_channel) : twn_(twn), per_channel_(per_channel) {}
+  TernaryWeightImpl(bool twn, bool per_channel, double threshold = 0.7)
+      : twn_(twn), per_channel_(per_channel), threshold_(threshold) {}
   torch::Tensor forward(const torch::Tensor& w) override;
   QuantizedWeight quantize(const torch::Tensor& w) override;
   std::string describe() const override;
@@ -51,6 +53,7 @@ class TernaryWeightImpl : public WeightQuantizer {
 
  private:
   bool twn_, per_channel_;
+  double threshold_;
 };
 
 // Symmetric int8 weights: codes in [-127, 127], scale = max|W| / 127 per output channel or tensor,
@@ -87,6 +90,16 @@ class ActivationQuantImpl : public model::TensorHook {
   // Only for unsigned observer quantizers (the LSQ path has no fused kernel).
   void set_fused_relu6(bool on);
   bool fused_relu6() const { return fused_relu6_; }
+  // Gains of short requantization multipliers (quant/requant_gains.h), so that the simulated forward
+  // computes what the integer model does: `producer` multiplies the input per channel ([C]) or as a
+  // whole ([1]) before observing and rounding (the producing layer's multiplier), `output` multiplies
+  // the fake-quantized result (a residual branch's share of its add). Undefined: 1. Not state: they
+  // are recomputed from the scales before every forward.
+  void set_gains(torch::Tensor producer, torch::Tensor output) {
+    producer_gain_ = std::move(producer);
+    output_gain_ = std::move(output);
+  }
+  const torch::Tensor& producer_gain() const { return producer_gain_; }
   bool observing() const { return observing_; }
   bool is_unsigned() const { return unsigned_; }
   bool learned() const { return learned_; }
@@ -103,6 +116,7 @@ class ActivationQuantImpl : public model::TensorHook {
   double momentum_;
   bool observing_ = true;
   bool fused_relu6_ = false;
+  torch::Tensor producer_gain_, output_gain_;  // float32 on the CPU, see set_gains
   torch::Tensor range_;        // buffer [1]: EMA of max|x| (observer) ...
   torch::Tensor step_;         // ... or parameter [1]: the learned step (LSQ)
   torch::Tensor initialized_;  // buffer [1]: 0 until the first batch has been seen

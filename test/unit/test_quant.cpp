@@ -12,6 +12,7 @@
 #include "support/command.h"
 
 using namespace prom;
+using Catch::Matchers::Contains;
 
 namespace {
 std::set<float> distinct(const torch::Tensor& t) {
@@ -66,6 +67,33 @@ TEST_CASE("ternary weights take exactly the values {-s, 0, +s} per group", "[qua
   q = twn.quantize(t);
   CHECK(q.scale.item<float>() == Approx(1.25));
   CHECK(torch::equal(q.codes.flatten(), torch::tensor({0, -1, 1, 0}, torch::kInt8)));
+  // twn threshold 0.2: delta = 0.1325, so 0.1 stays zero; threshold 1.6: delta = 1.06, only 2.0 survives.
+  q = quant::TernaryWeightImpl(true, false, 0.2).quantize(t);
+  CHECK(torch::equal(q.codes.flatten(), torch::tensor({0, -1, 1, 0}, torch::kInt8)));
+  CHECK(q.scale.item<float>() == Approx(1.25));
+  q = quant::TernaryWeightImpl(true, false, 1.6).quantize(t);
+  CHECK(torch::equal(q.codes.flatten(), torch::tensor({0, 0, 1, 0}, torch::kInt8)));
+  CHECK(q.scale.item<float>() == Approx(2.0));
+  // A larger threshold zeroes more weights of a Gaussian tensor: ~58% non-zero at 0.7, ~42% at 1.0.
+  auto g = torch::randn({64, 256, 1, 1});
+  auto density = [&](double th) {
+    return quant::TernaryWeightImpl(true, true, th).quantize(g).codes.ne(0).to(torch::kFloat64).mean().item<double>();
+  };
+  CHECK(density(0.7) == Approx(0.576).margin(0.02));
+  CHECK(density(1.0) == Approx(0.425).margin(0.02));
+}
+
+TEST_CASE("weight.threshold is refused where it does nothing: absmean or int8 weights", "[quant]") {
+  config::WeightQuantConfig c;
+  c.type = "ternary";
+  c.method = "absmean";
+  c.threshold = 1.0;
+  CHECK_THROWS_WITH(quant::make_weight_quantizer(c, 8), Contains("weight.threshold applies to method twn"));
+  c.type = "int8";
+  CHECK_THROWS_WITH(quant::make_weight_quantizer(c, 8), Contains("weight.threshold applies to ternary twn"));
+  c.type = "ternary";
+  c.method = "twn";
+  CHECK(quant::make_weight_quantizer(c, 8)->describe() == "ternary twn threshold 1 per-channel");
 }
 
 TEST_CASE("int8 weight fake quant equals torch's fake_quantize and the exported codes", "[quant]") {

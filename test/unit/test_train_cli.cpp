@@ -315,4 +315,17 @@ TEST_CASE("EMA of a QAT run evaluates within 0.5 points of the live model; prom-
   CHECK(none.exit_code == 2);
   CHECK_THAT(none.output, Contains("--ema: the file holds no EMA weights"));
   CHECK(!std::filesystem::exists(dir.file("x.prom")));
+
+  // Fine-tuning from the QAT checkpoint (model.init): the quantizer state loads with the weights.
+  // With BN and observers frozen and a learning rate too small to move a float32 weight, the run
+  // evaluates exactly as the checkpoint did (observers started afresh would see other ranges).
+  auto tuned = run_command(train_cmd("--config " + qat_cfg + eval + " --set run.name=tuned --set train.epochs=1" +
+                                     " --set model.init=" + ckpt + " --set optim.lr=1e-30" +
+                                     " --set quant.freeze_observers_after=0 --set quant.freeze_bn_after=0"));
+  INFO(tuned.output);
+  REQUIRE(tuned.exit_code == 0);
+  CHECK_THAT(tuned.output, Contains("initial weights and quantizer state: " + ckpt));
+  auto tuned_epochs = records(dir.path() + "/runs/tuned", "epoch");
+  REQUIRE(tuned_epochs.size() == 1);
+  CHECK(tuned_epochs.back()["eval_top1"].get<double>() == live);
 }

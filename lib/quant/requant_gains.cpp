@@ -1,0 +1,73 @@
+#include "quant/requant_gains.h"
+
+#include <cmath>
+#include <vector>
+
+#include "quant/arithmetic.h"
+#include "quant/int_layer.h"
+#include "quant/int_tensor_ops.h"
+
+namespace prom::quant {
+namespace {
+
+bool ready(const ActivationQuantImpl* q) { return q && q->initialized(); }
+
+// r_c for each output channel of a conv: |a_c * s_in * s_w,c| / s_out shortened, over unshortened.
+torch::Tensor conv_gains(const model::LayerInfo& l, double s_in, double s_out, int bits) {
+  auto* wq = dynamic_cast<WeightQuantizer*>(l.conv->weight_hook.get());
+  if (!wq) return {};
+  torch::Tensor s_w = wq->quantize(l.conv->weight.detach()).scale.flatten().to(torch::kCPU, torch::kFloat64);
+  torch::Tensor a = torch::ones({l.out_channels}, torch::kFloat64);
+  if (l.bn) {
+    a = l.bn->weight.detach().to(torch::kCPU, torch::kFloat64) /
+        torch::sqrt(l.bn->running_var.to(torch::kCPU, torch::kFloat64) + l.bn->options.eps());
+  }
+  torch::Tensor m = (a * s_w.expand({l.out_channels}) * (s_in / s_out)).abs().contiguous();
+  torch::Tensor gain = torch::empty({l.out_channels}, torch::kFloat32);
+  auto mm = m.accessor<double, 1>();
+  auto g = gain.accessor<float, 1>();
+  for (int64_t c = 0; c < l.out_channels; ++c) g[c] = static_cast<float>(shortened_multiplier_gain(mm[c], bits));
+  return gain;
+}
+
+}  // namespace
+
+double shortened_multiplier_gain(double m, int bits) {
+  if (!(m > 0) || !std::isfinite(m) || bits >= 31) return 1.0;
+  int exponent = 0;
+  const double mantissa = std::frexp(m, &exponent);  // the shortening acts on the mantissa alone
+  const arith::FixedPointMultiplier full = arith::quantize_multiplier(std::ldexp(mantissa, -1));
+  const arith::FixedPointMultiplier kept = arith::shorten_multiplier(full, bits);
+  if (full.multiplier == 0 || kept.multiplier == 0) return 1.0;
+  return arith::multiplier_value(kept) / std::ldexp(mantissa, -1);
+}
+
+void set_requant_gains(model::ClassifierModel& net, int bits) {
+  torch::NoGradGuard no_grad;
+  const std::vector<ActivationQuantImpl*> q = tensor_quantizers(net);
+  for (auto* a : q)
+    if (a) a->set_gains({}, {});
+  if (bits >= 31) return;
+  const auto& graph = net.graph();
+  for (const auto& node : graph) {
+    ActivationQuantImpl* out = q[node.output];
+    if (node.kind == model::NodeKind::kConv) {
+      ActivationQuantImpl* in = q[node.inputs[0]];
+      if (!ready(in) || !ready(out)) continue;
+      out->set_gains(conv_gains(net.layers()[node.layer], in->scale(), out->scale(), bits), {});
+    } else if (node.kind == model::NodeKind::kAdd) {
+      ActivationQuantImpl* skip = q[node.inputs[0]];
+      ActivationQuantImpl* branch = q[node.inputs[1]];
+      if (!ready(skip) || !ready(branch) || !ready(out)) continue;
+      const IntAdd add = lower_add(skip->scale(), branch->scale(), out->scale(), out->is_unsigned(), bits);
+      const double unit = std::ldexp(1.0, -add.shift);
+      const double g_a = add.mult_a * unit / (skip->scale() / out->scale());
+      const double g_b = add.mult_b * unit / (branch->scale() / out->scale());
+      // The branch quantizer already carries its producer's (the projection conv's) gain.
+      branch->set_gains(branch->producer_gain(), torch::full({1}, g_b / g_a, torch::kFloat32));
+      out->set_gains(torch::full({1}, g_a, torch::kFloat32), {});
+    }
+  }
+}
+
+}  // namespace prom::quant
