@@ -91,6 +91,12 @@ trap 'exit 130' INT
 trap 'exit 143' TERM
 mount_in() {  # mount_in TARGET MOUNT-ARGS...
   mkdir -p "$root$1"
+  # A mount left by an earlier run that was killed outright (or by hand) is taken off first, so the
+  # root gets fresh ones and this run unmounts exactly what it mounted.
+  if mountpoint -q "$root$1"; then
+    say "unmounting $root$1, left mounted by an earlier run"
+    umount -R "$root$1" 2>/dev/null || umount -R -l "$root$1" || die "$root$1: left mounted and cannot be unmounted" 1
+  fi
   mount "${@:2}" "$root$1"
   mounted+=("$root$1")
   mount --make-private "$root$1"  # what is mounted below it (/dev/shm) stays out of the host's tree
