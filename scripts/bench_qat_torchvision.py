@@ -5,7 +5,8 @@ configuration this torch offers on this machine.
 torchvision's quantizable mobilenet_v2 (quantize=False), train mode, fuse_model(is_qat=True), each
 backend's default QAT qconfig (fbgemm, onednn, qnnpack; the quantized engine set to that backend
 where this torch has it), prepare_qat; then the same step as bench_train_torchvision.py, in both
-memory formats. Reports every (qconfig, format) pair ("<qconfig>_<format>_ms") and the fastest
+memory formats (on --device cuda, on the GPU: fake quantization runs there too, the qconfigs differ
+in their observers only). Reports every (qconfig, format) pair ("<qconfig>_<format>_ms") and the fastest
 ("qconfig", "format", "ms"). Prints one JSON object on
 stdout. Run by prom-bench with Debian's /usr/bin/python3 (LD_PRELOAD: prom's tcmalloc).
 """
@@ -38,7 +39,7 @@ def main():
     torch.set_num_threads(a.threads)
     engines = torch.backends.quantized.supported_engines
     # One flat JSON object (prom-bench parses from the last "{" it sees): "<qconfig>_<format>_ms".
-    out = {"torch": torch.__version__, "torchvision": torchvision.__version__}
+    out = {"torch": torch.__version__, "torchvision": torchvision.__version__, "device": a.device}
     best = None
     for backend in a.qconfigs.split(","):
         # Fake quantization runs float kernels, but set the engine that goes with the qconfig
@@ -48,7 +49,8 @@ def main():
         out[backend + "_engine"] = backend if backend in engines else "none"
         for fmt, cl in (("contiguous", False), ("channels_last", True)):
             torch.manual_seed(0)
-            ms = time_steps(qat_model(a.classes, backend), a.batch, a.size, a.classes, a.warmup, a.iters, cl)
+            ms = time_steps(qat_model(a.classes, backend), a.batch, a.size, a.classes, a.warmup, a.iters, cl,
+                            a.device, a.amp)
             out["%s_%s_ms" % (backend, fmt)] = ms
             if best is None or ms < best[2]:
                 best = (backend, fmt, ms)

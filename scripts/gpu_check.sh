@@ -124,6 +124,7 @@ print("version", torch.__version__)
 print("cuda", cuda)
 print("available", int(available))
 print("gpu", torch.cuda.get_device_name(0).replace(" ", "_") if available else "none")
+print("arch", "%d.%d" % torch.cuda.get_device_capability(0) if available else "none")
 print("nccl", nccl)
 print("abi", int(torch._C._GLIBCXX_USE_CXX11_ABI))
 print("prefix", torch.utils.cmake_prefix_path)
@@ -139,6 +140,9 @@ torch_version=$(info version)
 command -v "${CXX:-c++}" >/dev/null || die "no C++ compiler (${CXX:-c++}) on PATH" 1
 command -v nvcc >/dev/null || [[ -x "${CUDA_HOME:-/usr/local/cuda}/bin/nvcc" ]] ||
   die "nvcc not found (on PATH or in \${CUDA_HOME:-/usr/local/cuda}/bin): LibTorch's CMake files for a CUDA torch need the CUDA toolkit" 1
+# LibTorch's CMake files compile for TORCH_CUDA_ARCH_LIST, else probe the GPU by building and running
+# a CUDA program at configure time: name this GPU's architecture instead (prom has no CUDA sources).
+export TORCH_CUDA_ARCH_LIST=${TORCH_CUDA_ARCH_LIST:-$(info arch)}
 generator=(-G "Unix Makefiles")
 command -v ninja >/dev/null && generator=(-G Ninja)
 
@@ -194,6 +198,7 @@ cmake_args=(-S "$repo" -B "$build" "${generator[@]}" -DCMAKE_BUILD_TYPE=Release 
   -DPROM_USE_TCMALLOC=OFF "-DCMAKE_PREFIX_PATH=$(info prefix);$prefix_path")
 about="torch $torch_version, CUDA $(info cuda), NCCL $(info nccl), GPU $(info gpu | tr _ ' '), deps from Debian $(awk '$1 == "release" { print $2 }' "$manifest")"
 echo "gpu_check: $about"
+echo "gpu_check: $("${CXX:-c++}" --version | head -1); $(cmake --version | head -1); nvcc $(command -v nvcc || echo "${CUDA_HOME:-/usr/local/cuda}/bin/nvcc"); TORCH_CUDA_ARCH_LIST=$TORCH_CUDA_ARCH_LIST"
 built=1
 stage configure 120 cmake "${cmake_args[@]}" &&
   stage build 330 cmake --build "$build" -j "${PROM_GPU_JOBS:-$(nproc)}" && built=0

@@ -27,24 +27,30 @@ struct Stepper {
   std::shared_ptr<model::ClassifierModel> model;
   std::unique_ptr<train::Optimizer> opt;
   std::vector<double> total, forward, backward, update;
-  Stepper(const TrainCase& c, const TrainBenchOptions& o, const config::QuantConfig* quant) {
+  bool cuda;
+  Stepper(const TrainCase& c, const TrainBenchOptions& o, const config::QuantConfig* quant)
+      : cuda(o.device == "cuda") {
     BenchModel b = make_bench_model(c, o, quant);
     model = b.model;
     opt = std::move(b.optimizer);
+  }
+  // Each phase ends when the device has finished it (a CUDA step is queued asynchronously).
+  Clock::time_point now() const {
+    if (cuda) torch::cuda::synchronize();
+    return Clock::now();
   }
   void step(const torch::Tensor& x, const torch::Tensor& y, bool record) {
     auto ms = [](Clock::time_point a, Clock::time_point b) {
       return std::chrono::duration<double, std::milli>(b - a).count();
     };
-    auto t0 = Clock::now();
+    auto t0 = now();
     opt->zero_grad();
     torch::Tensor loss = train::classification_loss(model->forward(x), y, 0.0);
-    loss.item<double>();
-    auto t1 = Clock::now();
+    auto t1 = now();
     loss.backward();
-    auto t2 = Clock::now();
+    auto t2 = now();
     opt->step();
-    auto t3 = Clock::now();
+    auto t3 = now();
     if (!record) return;
     total.push_back(ms(t0, t3));
     forward.push_back(ms(t0, t1));
@@ -70,8 +76,9 @@ struct PairTimes {
 PairTimes interleaved_steps(const TrainCase& c, const TrainBenchOptions& o, const config::QuantConfig& quant) {
   Stepper q(c, o, &quant), f(c, o, nullptr);
   torch::manual_seed(1);
-  torch::Tensor x = torch::randn({c.batch, 3, c.size, c.size}).contiguous(torch::MemoryFormat::ChannelsLast);
-  torch::Tensor y = torch::randint(0, c.classes, {c.batch}, torch::kInt64);
+  const torch::Device device(o.device);
+  torch::Tensor x = torch::randn({c.batch, 3, c.size, c.size}).contiguous(torch::MemoryFormat::ChannelsLast).to(device);
+  torch::Tensor y = torch::randint(0, c.classes, {c.batch}, torch::kInt64).to(device);
   for (int i = 0; i < o.warmup + o.iters; ++i) {
     q.step(x, y, i >= o.warmup);
     f.step(x, y, i >= o.warmup);
@@ -119,8 +126,9 @@ int run_qat_bench(const TrainBenchOptions& options) {
   const int threads = build_info().threads;
   if (o.width_mult != 1.0 && !o.skip_torchvision)
     throw ConfigError("--width: torch.ao's side runs width 1.0 only; add --skip-torchvision");
-  std::printf("prom-bench train --qat: MobileNetV2 %.2g, policy %s, SGD step (forward, loss, backward, update), "
-              "%d thread(s), median of %d steps\n", o.width_mult, o.policy.c_str(), threads, o.iters);
+  std::printf("prom-bench train --qat: MobileNetV2 %.2g on %s, policy %s, SGD step (forward, loss, backward, "
+              "update), %d thread(s), median of %d steps\n", o.width_mult, o.device.c_str(), o.policy.c_str(), threads,
+              o.iters);
   std::printf("%-14s %10s %10s %12s %12s %10s %10s\n", "case", "qat ms", "float ms", "ao NCHW ms", "ao NHWC ms",
               "qat/float", "qat/ao");
   const TrainCase cases[] = {{32, 224, 1000}, {128, 32, 10}};
@@ -139,7 +147,7 @@ int run_qat_bench(const TrainBenchOptions& options) {
       std::string cmd = o.python + " " + o.qat_script + " --batch " + std::to_string(c.batch) + " --size " +
                         std::to_string(c.size) + " --classes " + std::to_string(c.classes) + " --threads " +
                         std::to_string(threads) + " --warmup " + std::to_string(o.warmup) + " --iters " +
-                        std::to_string(o.iters);
+                        std::to_string(o.iters) + " --device " + o.device;
       auto ao = run_python_json(cmd, o.qat_script);
       const double nchw = ao["contiguous_ms"].get<double>(), nhwc = ao["channels_last_ms"].get<double>();
       const double vs_ao = q.total / std::min(nchw, nhwc);

@@ -44,7 +44,7 @@ BenchModel make_bench_model(const Case& c, const TrainBenchOptions& o, const con
   b.model = model::create_model(mc);
   b.model->to(torch::Device(o.device));
   model::to_channels_last(*b.model);
-  if (quant != nullptr) quant::apply_policy(*b.model, *quant);
+  if (quant != nullptr) quant::attach_quantizers(*b.model, *quant, torch::Device(o.device));
   b.model->train();
   config::OptimConfig oc;
   oc.lr = 0.01;
@@ -151,7 +151,11 @@ nlohmann::json run_python_json(const std::string& command, const std::string& sc
     } catch (const std::exception&) {
     }
   }
-  throw Error(script + ": python benchmark failed: " + out.substr(0, 300));
+  // The last line a failed Python run prints says why (a traceback's exception).
+  std::string why = out;
+  while (!why.empty() && (why.back() == '\n' || why.back() == ' ')) why.pop_back();
+  why = why.substr(why.find_last_of('\n') == std::string::npos ? 0 : why.find_last_of('\n') + 1);
+  throw Error(script + ": python benchmark failed: " + why.substr(0, 300));
 }
 
 namespace {
@@ -160,7 +164,7 @@ nlohmann::json torchvision_step_ms(const Case& c, const TrainBenchOptions& o, in
   std::string cmd = o.python + " " + o.script + " --batch " + std::to_string(c.batch) + " --size " +
                     std::to_string(c.size) + " --classes " + std::to_string(c.classes) + " --threads " +
                     std::to_string(threads) + " --warmup " + std::to_string(o.warmup) + " --iters " +
-                    std::to_string(o.iters);
+                    std::to_string(o.iters) + " --device " + o.device + " --amp " + o.amp;
   return run_python_json(cmd, o.script);
 }
 
@@ -199,30 +203,71 @@ void check_device_and_amp(const TrainBenchOptions& o) {
     throw ConfigError("--device cuda: CUDA is not available here (no GPU visible, or a CPU-only LibTorch)");
   if (o.amp == "fp16" && o.device != "cuda")
     throw ConfigError("--amp fp16: needs --device cuda (fp16 autocast and loss scaling are CUDA-only; use bf16 on a CPU)");
-  if (o.qat && (o.amp != "off" || o.device != "cpu"))
-    throw ConfigError("--qat: measured on the CPU in fp32 only; drop --amp/--device");
+  if (o.qat && o.amp != "off")
+    throw ConfigError("--qat: measured in fp32 only (on the CPU or --device cuda); drop --amp");
 }
 
-// `prom-bench train --amp`/`--device cuda`: prom's fp32 and AMP steps side by side (the Python
-// reference measures fp32 on the CPU only).
-int run_amp_bench(const TrainBenchOptions& o, int threads) {
-  std::printf("SKIPPED torchvision reference: %s measures fp32 on the CPU; prom's fp32 and %s steps on %s instead\n",
-              o.script.c_str(), o.amp.c_str(), o.device.c_str());
+// torchvision's step in its faster memory format, or a negative value when the Python side cannot
+// run it (an older torch without that autocast's kernels, say): said once, on a SKIPPED line.
+double torchvision_or_skip(const Case& c, const TrainBenchOptions& o, int threads, bool& said) {
+  if (o.skip_torchvision) return -1;
+  try {
+    auto tv = torchvision_step_ms(c, o, threads);
+    return std::min(tv["contiguous_ms"].get<double>(), tv["channels_last_ms"].get<double>());
+  } catch (const Error& e) {
+    if (!said) std::printf("SKIPPED torchvision reference (%s, amp %s): %s\n", o.device.c_str(), o.amp.c_str(), e.what());
+    said = true;
+    return -1;
+  }
+}
+
+// A figure with `digits` decimals, or "-" where the reference did not run (negative).
+std::string figure_or_dash(double value, int digits) {
+  if (value < 0) return "-";
+  char s[32];
+  std::snprintf(s, sizeof s, "%.*f", digits, value);
+  return s;
+}
+
+// `prom-bench train --amp`/`--device cuda`: prom's fp32 step and, with --amp, its autocast step, each
+// beside torchvision's same step on the same device (its faster memory format; fp16 with torch's
+// GradScaler); ratio = prom / torchvision.
+int run_device_bench(const TrainBenchOptions& o, int threads) {
   std::printf("prom-bench train: MobileNetV2 %.2g on %s, SGD step (forward, loss, backward, update), %d thread(s), "
-              "median of %d steps\n", o.width_mult, o.device.c_str(), threads, o.iters);
-  std::printf("%-16s %12s %12s %10s\n", "case", "fp32 ms", (o.amp + " ms").c_str(), "amp/fp32");
+              "median of %d steps; tv = torchvision, faster memory format\n", o.width_mult, o.device.c_str(), threads,
+              o.iters);
+  const bool amp = o.amp != "off";
+  std::printf("%-12s %9s %9s %9s", "case", "fp32 ms", "tv ms", "ratio");
+  if (amp) std::printf(" %9s %9s %9s %9s", (o.amp + " ms").c_str(), "tv ms", "ratio", "amp/fp32");
+  std::printf("\n");
   const Case cases[] = {{32, 224, 1000}, {128, 32, 10}};
+  bool said32 = false, said_amp = false;
   for (const Case& c : cases) {
     char name[32];
     std::snprintf(name, sizeof name, "%lldx%lld px", static_cast<long long>(c.batch), static_cast<long long>(c.size));
     TrainBenchOptions fp32 = o;
     fp32.amp = "off";
-    const StepTimes f = prom_step_ms(c, fp32), a = prom_step_ms(c, o);
-    std::printf("%-16s %12.1f %12.1f %10.2f\n", name, f.total, a.total, a.total / f.total);
-    std::printf("%-16s %s: forward+loss %.1f, backward %.1f, update %.1f ms\n", "", o.amp.c_str(), a.forward, a.backward,
-                a.update);
+    // Every figure first: the Python side may print a line of its own (allocator, SKIPPED).
+    const StepTimes f = prom_step_ms(c, fp32);
+    const double tv32 = torchvision_or_skip(c, fp32, threads, said32);
+    StepTimes a;
+    double tva = -1;
+    if (amp) {
+      a = prom_step_ms(c, o);
+      tva = torchvision_or_skip(c, o, threads, said_amp);
+    }
+    std::printf("%-12s %9.1f %9s %9s", name, f.total, figure_or_dash(tv32, 1).c_str(),
+                figure_or_dash(tv32 < 0 ? -1 : f.total / tv32, 2).c_str());
+    if (amp) {
+      std::printf(" %9.1f %9s %9s %9.2f", a.total, figure_or_dash(tva, 1).c_str(),
+                  figure_or_dash(tva < 0 ? -1 : a.total / tva, 2).c_str(), a.total / f.total);
+      std::printf("\n%-12s %s: forward+loss %.1f, backward %.1f, update %.1f ms", "", o.amp.c_str(), a.forward,
+                  a.backward, a.update);
+    }
+    std::printf("\n%-12s fp32: forward+loss %.1f, backward %.1f, update %.1f ms\n", "", f.forward, f.backward, f.update);
     std::fflush(stdout);
   }
+  std::printf("ratio = prom / torchvision on the same device and precision (<= 1.0: prom is no slower)\n");
   return 0;
 }
 
@@ -235,7 +280,7 @@ int run_train_bench(const TrainBenchOptions& options) {
   if (o.script.empty()) o.script = std::string(PROM_BENCH_SCRIPTS) + "/bench_train_torchvision.py";
   set_threads(o.threads);
   const int threads = build_info().threads;
-  if (o.amp != "off" || o.device != "cpu") return run_amp_bench(o, threads);
+  if (o.amp != "off" || o.device != "cpu") return run_device_bench(o, threads);
   if (o.width_mult != 1.0 && !o.skip_torchvision)
     throw ConfigError("--width: torchvision's side runs width 1.0 only; add --skip-torchvision");
   std::printf("prom-bench train: MobileNetV2 %.2g, SGD step (forward, loss, backward, update), %d thread(s), "
