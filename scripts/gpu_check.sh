@@ -143,8 +143,8 @@ command -v nvcc >/dev/null || [[ -x "${CUDA_HOME:-/usr/local/cuda}/bin/nvcc" ]] 
 # LibTorch's CMake files compile for TORCH_CUDA_ARCH_LIST, else probe the GPU by building and running
 # a CUDA program at configure time: name this GPU's architecture instead (prom has no CUDA sources).
 export TORCH_CUDA_ARCH_LIST=${TORCH_CUDA_ARCH_LIST:-$(info arch)}
-generator=(-G "Unix Makefiles")
-command -v ninja >/dev/null && generator=(-G Ninja)
+generator=(-G "Unix Makefiles") keep_going=(-k)
+command -v ninja >/dev/null && generator=(-G Ninja) keep_going=(-k 0)
 
 # --- Stages: each under its own cap and the run's overall budget -----------------------------------
 build=${PROM_GPU_BUILD_DIR:-$repo/build-gpu}
@@ -201,7 +201,7 @@ echo "gpu_check: $about"
 echo "gpu_check: $("${CXX:-c++}" --version | head -1); $(cmake --version | head -1); nvcc $(command -v nvcc || echo "${CUDA_HOME:-/usr/local/cuda}/bin/nvcc"); TORCH_CUDA_ARCH_LIST=$TORCH_CUDA_ARCH_LIST"
 built=1
 stage configure 120 cmake "${cmake_args[@]}" &&
-  stage build 330 cmake --build "$build" -j "${PROM_GPU_JOBS:-$(nproc)}" && built=0
+  stage build 330 cmake --build "$build" -j "${PROM_GPU_JOBS:-$(nproc)}" -- "${keep_going[@]}" && built=0  # every error at once
 if ((built == 0)); then
   stage cuda_tests 120 bash -c cuda_tests
   stage bench_float 90 bash -c bench
