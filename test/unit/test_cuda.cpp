@@ -63,19 +63,29 @@ std::vector<double> train_on_cuda(const test::TempDir& dir, const std::string& n
 
 }  // namespace
 
-TEST_CASE("CUDA fake quant equals the CPU kernels: int8 and ternary weights, activations, forward and STE",
+// What the exported model stores, the integer codes, and the straight-through masks are equal on
+// both devices. The scales are reductions (mean |W|, the observer's EMA of max |x|) that CUDA rounds
+// differently (another summation order, fused multiply-adds): on the first GPU run (H200, torch
+// 2.11) they differed in the last bit (0.054684978 vs 0.0546849817), so scales and the values
+// codes * scale are compared to within 1e-6 relative, a few float32 ulps.
+TEST_CASE("CUDA fake quant matches the CPU kernels: equal codes and STE masks, scales within float rounding",
           "[.][cuda]") {
   torch::manual_seed(11);
   auto w = torch::randn({16, 8, 3, 3});
   auto x = torch::randn({4, 8, 6, 6}) * 3;
+  constexpr double kUlps = 1e-6;
   auto check_pair = [&](quant::WeightQuantizer& cpu, quant::WeightQuantizer& gpu) {
+    const quant::QuantizedWeight qc = cpu.quantize(w), qg = gpu.quantize(w.to(kCuda));
+    CHECK(torch::equal(qc.codes, qg.codes.cpu()));
+    CHECK(torch::allclose(qc.scale, qg.scale.cpu(), kUlps, 0));
     auto wc = w.clone().set_requires_grad(true);
     auto wg = w.to(kCuda).set_requires_grad(true);
     auto yc = cpu.forward(wc), yg = gpu.forward(wg);
-    CHECK(torch::equal(yc, yg.cpu()));
+    CHECK(torch::allclose(yc, yg.cpu(), kUlps, 0));
     (yc * yc).sum().backward();
     (yg * yg).sum().backward();
-    CHECK(torch::equal(wc.grad(), wg.grad().cpu()));  // the STE: same mask, same values
+    CHECK(torch::equal(wc.grad().eq(0), wg.grad().cpu().eq(0)));  // the STE: the same mask
+    CHECK(torch::allclose(wc.grad(), wg.grad().cpu(), kUlps, 0));
   };
   for (bool per_channel : {false, true}) {
     INFO("per_channel " << per_channel);
@@ -92,15 +102,17 @@ TEST_CASE("CUDA fake quant equals the CPU kernels: int8 and ternary weights, act
     ag.to(kCuda);
     ac.train();
     ag.train();
-    for (int step = 0; step < 3; ++step) {  // the observer's running range moves identically
+    for (int step = 0; step < 3; ++step) {  // the observer's running range moves alike
+      INFO("step " << step);
       auto xc = (x * (step + 1)).set_requires_grad(true);
       auto xg = (x * (step + 1)).to(kCuda).set_requires_grad(true);
       auto yc = ac.forward(xc), yg = ag.forward(xg);
-      CHECK(torch::equal(yc, yg.cpu()));
+      CHECK(std::abs(ac.scale() - ag.scale()) <= kUlps * ac.scale());
+      CHECK(torch::equal(torch::round(yc / ac.scale()), torch::round(yg.cpu() / ag.scale())));  // the codes
+      CHECK(torch::allclose(yc, yg.cpu(), kUlps, 0));
       yc.sum().backward();
       yg.sum().backward();
-      CHECK(torch::equal(xc.grad(), xg.grad().cpu()));
-      CHECK(ac.scale() == ag.scale());
+      CHECK(torch::equal(xc.grad(), xg.grad().cpu()));  // the STE mask, as 0/1 gradients
     }
   }
 }
