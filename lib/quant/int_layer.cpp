@@ -23,30 +23,6 @@ constexpr double kConstantChannel = 1.0 / 16;
 constexpr int kMaxAccShift = 24;
 const double kInt32Limit = std::ldexp(1.0, 31);
 
-// BatchNorm folded per output channel: real output = a[c] * conv(x, w)[c] + b[c].
-void folded_affine(const model::LayerInfo& l, std::vector<double>* a, std::vector<double>* b) {
-  a->assign(l.out_channels, 1.0);
-  b->assign(l.out_channels, 0.0);
-  if (l.bn) {
-    auto gamma = l.bn->weight.detach().to(torch::kCPU, torch::kFloat64);
-    auto beta = l.bn->bias.detach().to(torch::kCPU, torch::kFloat64);
-    auto mean = l.bn->running_mean.to(torch::kCPU, torch::kFloat64);
-    auto var = l.bn->running_var.to(torch::kCPU, torch::kFloat64);
-    torch::Tensor scale = gamma / torch::sqrt(var + l.bn->options.eps());
-    torch::Tensor shift = beta - scale * mean;
-    auto sa = scale.accessor<double, 1>();
-    auto sb = shift.accessor<double, 1>();
-    for (int64_t c = 0; c < l.out_channels; ++c) {
-      (*a)[c] = sa[c];
-      (*b)[c] = sb[c];
-    }
-  } else if (l.linear && l.linear->bias.defined()) {
-    torch::Tensor bias = l.linear->bias.detach().to(torch::kCPU, torch::kFloat64).contiguous();
-    auto bb = bias.accessor<double, 1>();
-    for (int64_t c = 0; c < l.out_channels; ++c) (*b)[c] = bb[c];
-  }
-}
-
 // Per-channel quantities in double, before the integer formats are chosen.
 struct ChannelPlan {
   std::vector<double> eff;        // |a * s_in * s_w|: real value of one accumulator step
@@ -57,8 +33,9 @@ struct ChannelPlan {
 
 ChannelPlan plan_channels(const model::LayerInfo& l, const LayerQuantIO& io, const QuantizedWeight& q,
                           torch::Tensor* codes) {
-  std::vector<double> a, b;
-  folded_affine(l, &a, &b);
+  const FoldedAffine folded = folded_affine(l);
+  const std::vector<double>& a = folded.scale;
+  const std::vector<double>& b = folded.shift;
   auto rows = codes->reshape({l.out_channels, -1});
   torch::Tensor l1_t = rows.abs().sum(1).to(torch::kFloat64).contiguous();
   torch::Tensor s_w_t = q.scale.flatten().to(torch::kCPU, torch::kFloat64).expand({l.out_channels}).contiguous();
@@ -135,6 +112,31 @@ void fill_requantization(const model::LayerInfo& l, const LayerQuantIO& io, cons
 }
 
 }  // namespace
+
+FoldedAffine folded_affine(const model::LayerInfo& l) {
+  FoldedAffine f;
+  f.scale.assign(l.out_channels, 1.0);
+  f.shift.assign(l.out_channels, 0.0);
+  if (l.bn) {
+    auto gamma = l.bn->weight.detach().to(torch::kCPU, torch::kFloat64);
+    auto beta = l.bn->bias.detach().to(torch::kCPU, torch::kFloat64);
+    auto mean = l.bn->running_mean.to(torch::kCPU, torch::kFloat64);
+    auto var = l.bn->running_var.to(torch::kCPU, torch::kFloat64);
+    torch::Tensor scale = gamma / torch::sqrt(var + l.bn->options.eps());
+    torch::Tensor shift = beta - scale * mean;
+    auto sa = scale.accessor<double, 1>();
+    auto sb = shift.accessor<double, 1>();
+    for (int64_t c = 0; c < l.out_channels; ++c) {
+      f.scale[c] = sa[c];
+      f.shift[c] = sb[c];
+    }
+  } else if (l.linear && l.linear->bias.defined()) {
+    torch::Tensor bias = l.linear->bias.detach().to(torch::kCPU, torch::kFloat64).contiguous();
+    auto bb = bias.accessor<double, 1>();
+    for (int64_t c = 0; c < l.out_channels; ++c) f.shift[c] = bb[c];
+  }
+  return f;
+}
 
 std::vector<ActivationQuantImpl*> tensor_quantizers(model::ClassifierModel& net) {
   const auto& graph = net.graph();

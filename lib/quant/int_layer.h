@@ -35,6 +35,13 @@ struct IntLayer {
   int64_t max_abs_biased = 0;       // ... and of acc * 2^acc_shift + bias: what the engine's int32 must hold
 };
 
+// BatchNorm folded per output channel: real output = scale[c] * conv(x, w)[c] + shift[c] (a linear
+// layer: scale 1, shift its bias). The lowering and the QAT requantization gains read it.
+struct FoldedAffine {
+  std::vector<double> scale, shift;
+};
+FoldedAffine folded_affine(const model::LayerInfo& layer);
+
 // Significant bits kept in requantization multipliers (quant.requant): 31 for fixed_point32 (the
 // full int32 mantissa), quant.requant_bits for short, 1 for power_of_two.
 int requant_multiplier_bits(const config::QuantConfig& config);

@@ -16,17 +16,17 @@ bool ready(const ActivationQuantImpl* q) { return q && q->initialized(); }
 torch::Tensor conv_gains(const model::LayerInfo& l, double s_in, double s_out, int bits) {
   auto* wq = dynamic_cast<WeightQuantizer*>(l.conv->weight_hook.get());
   if (!wq) return {};
-  torch::Tensor s_w = wq->quantize(l.conv->weight.detach()).scale.flatten().to(torch::kCPU, torch::kFloat64);
-  torch::Tensor a = torch::ones({l.out_channels}, torch::kFloat64);
-  if (l.bn) {
-    a = l.bn->weight.detach().to(torch::kCPU, torch::kFloat64) /
-        torch::sqrt(l.bn->running_var.to(torch::kCPU, torch::kFloat64) + l.bn->options.eps());
-  }
-  torch::Tensor m = (a * s_w.expand({l.out_channels}) * (s_in / s_out)).abs().contiguous();
+  torch::Tensor s_w_t = wq->quantize(l.conv->weight.detach())
+                            .scale.flatten()
+                            .to(torch::kCPU, torch::kFloat64)
+                            .expand({l.out_channels})
+                            .contiguous();
+  const std::vector<double> a = folded_affine(l).scale;  // the lowering's own fold (int_layer.h)
+  auto s_w = s_w_t.accessor<double, 1>();
   torch::Tensor gain = torch::empty({l.out_channels}, torch::kFloat32);
-  auto mm = m.accessor<double, 1>();
   auto g = gain.accessor<float, 1>();
-  for (int64_t c = 0; c < l.out_channels; ++c) g[c] = static_cast<float>(shortened_multiplier_gain(mm[c], bits));
+  for (int64_t c = 0; c < l.out_channels; ++c)
+    g[c] = static_cast<float>(shortened_multiplier_gain(std::abs(a[c] * s_w[c] * (s_in / s_out)), bits));
   return gain;
 }
 
