@@ -152,9 +152,9 @@ nlohmann::json run_python_json(const std::string& command, const std::string& sc
     }
   }
   // The last line a failed Python run prints says why (a traceback's exception).
-  std::string why = out;
-  while (!why.empty() && (why.back() == '\n' || why.back() == ' ')) why.pop_back();
-  why = why.substr(why.find_last_of('\n') == std::string::npos ? 0 : why.find_last_of('\n') + 1);
+  const size_t end = out.find_last_not_of(" \n");
+  const size_t begin = end == std::string::npos ? 0 : out.rfind('\n', end) + 1;  // npos + 1 == 0
+  const std::string why = end == std::string::npos ? "no output" : out.substr(begin, end + 1 - begin);
   throw Error(script + ": python benchmark failed: " + why.substr(0, 300));
 }
 

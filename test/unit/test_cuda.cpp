@@ -73,19 +73,19 @@ TEST_CASE("CUDA fake quant matches the CPU kernels: equal codes and STE masks, s
   torch::manual_seed(11);
   auto w = torch::randn({16, 8, 3, 3});
   auto x = torch::randn({4, 8, 6, 6}) * 3;
-  constexpr double kUlps = 1e-6;
+  constexpr double kRelTolerance = 1e-6;
   auto check_pair = [&](quant::WeightQuantizer& cpu, quant::WeightQuantizer& gpu) {
     const quant::QuantizedWeight qc = cpu.quantize(w), qg = gpu.quantize(w.to(kCuda));
     CHECK(torch::equal(qc.codes, qg.codes.cpu()));
-    CHECK(torch::allclose(qc.scale, qg.scale.cpu(), kUlps, 0));
+    CHECK(torch::allclose(qc.scale, qg.scale.cpu(), kRelTolerance, 0));
     auto wc = w.clone().set_requires_grad(true);
     auto wg = w.to(kCuda).set_requires_grad(true);
     auto yc = cpu.forward(wc), yg = gpu.forward(wg);
-    CHECK(torch::allclose(yc, yg.cpu(), kUlps, 0));
+    CHECK(torch::allclose(yc, yg.cpu(), kRelTolerance, 0));
     (yc * yc).sum().backward();
     (yg * yg).sum().backward();
     CHECK(torch::equal(wc.grad().eq(0), wg.grad().cpu().eq(0)));  // the STE: the same mask
-    CHECK(torch::allclose(wc.grad(), wg.grad().cpu(), kUlps, 0));
+    CHECK(torch::allclose(wc.grad(), wg.grad().cpu(), kRelTolerance, 0));
   };
   for (bool per_channel : {false, true}) {
     INFO("per_channel " << per_channel);
@@ -107,9 +107,9 @@ TEST_CASE("CUDA fake quant matches the CPU kernels: equal codes and STE masks, s
       auto xc = (x * (step + 1)).set_requires_grad(true);
       auto xg = (x * (step + 1)).to(kCuda).set_requires_grad(true);
       auto yc = ac.forward(xc), yg = ag.forward(xg);
-      CHECK(std::abs(ac.scale() - ag.scale()) <= kUlps * ac.scale());
+      CHECK(std::abs(ac.scale() - ag.scale()) <= kRelTolerance * ac.scale());
       CHECK(torch::equal(torch::round(yc / ac.scale()), torch::round(yg.cpu() / ag.scale())));  // the codes
-      CHECK(torch::allclose(yc, yg.cpu(), kUlps, 0));
+      CHECK(torch::allclose(yc, yg.cpu(), kRelTolerance, 0));
       yc.sum().backward();
       yg.sum().backward();
       CHECK(torch::equal(xc.grad(), xg.grad().cpu()));  // the STE mask, as 0/1 gradients
