@@ -46,6 +46,20 @@ config::ModelConfig model_config(const InferBenchOptions& o) {
   return mc;
 }
 
+// Engine options that select the kernels named by --isa; a CPU without them is an error.
+infer::EngineOptions engine_options(const std::string& isa, const std::string& ternary_kernel) {
+  using infer::kernels::Isa;
+  infer::EngineOptions eo;
+  eo.ternary_dot = ternary_kernel == "dot";
+  if (isa == "best") return eo;
+  const Isa want = isa == "portable" ? Isa::kPortable : isa == "avx2" ? Isa::kAvx2 : Isa::kAvx512Vnni;
+  if (static_cast<int>(want) > static_cast<int>(infer::kernels::best_isa()))
+    throw ConfigError("--isa " + isa + ": this CPU runs at most " + infer::kernels::isa_name(infer::kernels::best_isa()));
+  eo.allow_avx2 = want != Isa::kPortable;
+  eo.allow_avx512 = want == Isa::kAvx512Vnni;
+  return eo;
+}
+
 }  // namespace
 
 CLI::App* add_infer_command(CLI::App& cli, InferBenchOptions& o) {
@@ -65,6 +79,14 @@ CLI::App* add_infer_command(CLI::App& cli, InferBenchOptions& o) {
   c->add_option("--script", o.script, "torch.ao's side (default: scripts/bench_infer_torchvision.py)");
   c->add_flag("--skip-torchvision", o.skip_torchvision, "measure prom only");
   c->add_flag("--layers", o.layers, "print the engine's time per layer role");
+  c->add_flag("--ops", o.ops, "print the engine's time per op of the graph");
+  c->add_option("--isa", o.isa, "the engine's kernels: best (the fastest this CPU runs), portable, avx2, avx512-vnni")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"best", "portable", "avx2", "avx512-vnni"}));
+  c->add_option("--ternary-kernel", o.ternary_kernel,
+                "ternary 1x1 layers: dot (dense dot products of the codes) or addsub (additions over index lists)")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"dot", "addsub"}));
   return c;
 }
 
@@ -89,7 +111,7 @@ int run_infer_bench(const InferBenchOptions& options) {
   eo.input_size = o.size;
   eo.preprocess = {o.size, o.size, {0.485, 0.456, 0.406}, {0.229, 0.224, 0.225}};
   eo.multiplier_bits = quant::requant_multiplier_bits(quant);
-  infer::IntegerEngine engine(lowering::lower_model(*qat, eo));
+  infer::IntegerEngine engine(lowering::lower_model(*qat, eo), engine_options(o.isa, o.ternary_kernel));
   torch::Tensor codes = engine.quantize_input(torch::randn({o.batch, 3, o.size, o.size}));
   for (int i = 0; i < o.warmup; ++i) engine.run(codes);
   engine.reset_counts();
@@ -134,18 +156,23 @@ int run_infer_bench(const InferBenchOptions& options) {
   std::printf("prom-bench infer: MobileNetV2 1.0, 1000 classes, batch %lld at %lldx%lld, %d thread(s), median of %d "
               "runs after %d warm-up (ms per batch)\n", static_cast<long long>(o.batch), static_cast<long long>(o.size),
               static_cast<long long>(o.size), threads, o.iters, o.warmup);
-  std::printf("%-44s %10.2f ms  (%s kernels)\n", "prom integer engine (PROM: ternary + int8)", engine_ms,
-              engine.kernel_name());
+  std::printf("%-44s %10.2f ms  (%s kernels, ternary 1x1: %s)\n", "prom integer engine (PROM: ternary + int8)", engine_ms,
+              engine.kernel_name(), o.ternary_kernel == "dot" && std::string(engine.kernel_name()) != "portable" ? "dot products" : "additions");
   std::printf("%-44s %10.2f ms\n", "LibTorch fp32 eval (channels_last)", torch_ms);
   for (const char* engine : {"onednn", "qnnpack"}) {
     const std::string label = std::string("torch.ao int8, ") + engine + " engine (Python)";
     const std::string key = std::string(engine) + "_ms";
-    if (ao.contains(key) && ao[key].is_number()) std::printf("%-44s %10.2f ms\n", label.c_str(), ao[key].get<double>());
+    if (ao.contains(key) && ao[key].is_number())
+      std::printf("%-44s %10.2f ms  (%s input)\n", label.c_str(), ao[key].get<double>(),
+                  ao.value(std::string(engine) + "_format", std::string("nchw")).c_str());
     else std::printf("%-44s %10s\n", label.c_str(), ao.is_null() ? "-" : "not in this torch");
   }
-  std::printf("ratio engine / LibTorch fp32: %.2f (target <= 1.0)\n", engine_ms / torch_ms);
+  if (ao.contains("torchscript_fp32_ms") && ao["torchscript_fp32_ms"].is_number())
+    std::printf("%-44s %10.2f ms  (%s input)\n", "TorchScript fp32, frozen (Python)", ao["torchscript_fp32_ms"].get<double>(),
+                ao.value("torchscript_fp32_format", std::string("nchw")).c_str());
+  std::printf("ratio engine / LibTorch fp32: %.2f\n", engine_ms / torch_ms);
   if (ao.contains("ms"))
-    std::printf("ratio engine / torch.ao int8 (its faster engine, %s): %.2f\n",
+    std::printf("ratio engine / torch.ao int8 (its faster engine, %s): %.2f (target: <= 1.0 at batch 1)\n",
                 ao["engine"].get<std::string>().c_str(), engine_ms / ao["ms"].get<double>());
   std::printf("ternary layers: %lld additions per image, %.1f%% of engine time, %.2f G additions/s\n",
               static_cast<long long>(ternary_adds / (o.iters * o.batch)), 100.0 * ternary_s / total_s,
@@ -154,6 +181,16 @@ int run_infer_bench(const InferBenchOptions& options) {
     for (const auto& [role, s] : by_role)
       std::printf("  %-32s %8.2f ms per image (%4.1f%%)\n", role.c_str(), 1000.0 * s / (o.iters * o.batch),
                   100.0 * s / total_s);
+  if (o.ops)
+    for (size_t i = 0; i < counts.size(); ++i) {
+      const auto& op = engine.model().ops[i];
+      const auto& out = engine.model().activations[op.output];
+      std::printf("  %-28s %-8s %5lld -> %5lld at %4lldx%-4lld k%lld s%lld %8.3f ms per image\n", counts[i].name.c_str(),
+                  graph::op_kind_name(op.kind), static_cast<long long>(op.in_channels),
+                  static_cast<long long>(op.out_channels), static_cast<long long>(out.height),
+                  static_cast<long long>(out.width), static_cast<long long>(op.kernel), static_cast<long long>(op.stride),
+                  1000.0 * secs[i] / (o.iters * o.batch));
+    }
   report_onnx_runtime(engine, {threads, o.warmup, o.iters, o.batch == 1 ? engine_ms : -1.0});  // bench_onnx.cpp
   return 0;
 }

@@ -1,8 +1,9 @@
 // `prom-bench infer`: latency (batch 1, or --batch N) at 224 x 224 of prom's integer engine on a PROM MobileNetV2
-// 1.0 (1000 classes), against LibTorch fp32 eval of the same float architecture and torch.ao's int8
-// mobilenet_v2 under the onednn and the qnnpack engines in Python (tcmalloc preloaded as in prom), in
-// the same run on the same threads. Also the ternary kernel's throughput: additions executed by the
-// ternary layers per second spent in them.
+// 1.0 (1000 classes), against LibTorch fp32 eval of the same float architecture, torch.ao's int8
+// mobilenet_v2 under the onednn and the qnnpack engines and the fp32 model as frozen TorchScript in
+// Python (tcmalloc preloaded as in prom), in the same run on the same threads. Also the ternary layers'
+// throughput (the reference kernel's additions per second spent in them), the time per layer role or
+// per op, and --isa to time one kernel set.
 #pragma once
 #include <CLI/CLI.hpp>
 #include <string>
@@ -21,6 +22,9 @@ struct InferBenchOptions {
   std::string script;   // default: scripts/bench_infer_torchvision.py
   bool skip_torchvision = false;
   bool layers = false;  // print the engine's time per layer role
+  bool ops = false;     // print the engine's time per op of the graph
+  std::string isa = "best";  // the engine's kernels: best | portable | avx2 | avx512-vnni
+  std::string ternary_kernel = "dot";  // ternary 1x1 layers: dot (products) | addsub (index lists)
 };
 
 CLI::App* add_infer_command(CLI::App& cli, InferBenchOptions& options);

@@ -19,13 +19,24 @@ using graph::OpKind;
 namespace {
 // The multiplication-free kernel's case. Ternary weights of other convolutions (all-ternary stem and
 // depthwise layers) run through the int8 kernels, with codes in {-1, 0, 1}, and are counted as such.
-bool is_ternary_pointwise(const IntOp& op) {
-  return op.kind == OpKind::kConv && op.ternary && op.kernel == 1 && op.groups == 1 && op.stride == 1 && op.padding == 0;
+bool is_pointwise(const IntOp& op) {
+  return op.kind == OpKind::kConv && op.kernel == 1 && op.groups == 1 && op.stride == 1 && op.padding == 0;
+}
+bool is_ternary_pointwise(const IntOp& op) { return is_pointwise(op) && op.ternary; }
+
+kernels::Isa engine_isa(const EngineOptions& options) {
+  const kernels::Isa best = kernels::best_isa();
+  if (!options.allow_avx2) return kernels::Isa::kPortable;
+  if (!options.allow_avx512 && best == kernels::Isa::kAvx512Vnni) return kernels::Isa::kAvx2;
+  return best;
 }
 }  // namespace
 
 IntegerEngine::IntegerEngine(graph::IntModel model, EngineOptions options)
-    : model_(std::move(model)), avx2_(options.allow_avx2 && kernels::cpu_has_avx2()), parallel_(options.parallel) {
+    : model_(std::move(model)),
+      isa_(engine_isa(options)),
+      parallel_(options.parallel),
+      ternary_dot_(options.ternary_dot) {
   // Activation memory bounds the batch: about 64 MB of int16 codes (a few images of MobileNetV2 1.0
   // at 224 px; small models reach max_batch).
   int64_t per_image = 0;
@@ -37,7 +48,8 @@ IntegerEngine::IntegerEngine(graph::IntModel model, EngineOptions options)
   minus_.resize(model_.ops.size());
   plus_offsets_.resize(model_.ops.size());
   minus_offsets_.resize(model_.ops.size());
-  size_t max_pixels = 0, max_padded = 0;
+  weight_pairs_.resize(model_.ops.size());
+  size_t max_pixels = 0, max_padded = 0, max_pairs = 0;
   for (size_t i = 0; i < model_.ops.size(); ++i) {
     const IntOp& op = model_.ops[i];
     counts_.push_back({op.name.empty() ? graph::op_kind_name(op.kind) : op.name, op.kind, op.role, {},
@@ -46,7 +58,24 @@ IntegerEngine::IntegerEngine(graph::IntModel model, EngineOptions options)
     const auto& out = model_.activations[op.output];
     max_pixels = std::max<size_t>(max_pixels, out.height * out.width);
     if (op.kind == OpKind::kConv && !(op.kernel == 1 && op.stride == 1 && op.padding == 0 && op.groups == 1))
-      max_padded = std::max<size_t>(max_padded, in.channels * (in.height + 2 * op.padding) * (in.width + 2 * op.padding));
+      max_padded = std::max<size_t>(max_padded, in.channels * ((in.height + 2 * op.padding) * (in.width + 2 * op.padding) +
+                                                               kernels::kPlaneSlack));
+    if (op.kind == OpKind::kLinear && isa_ != kernels::Isa::kPortable) {
+      // The classifier's weights take the packed input's place (classes are the vector lanes) and
+      // the images' codes the broadcast weights': batch 1 fills whole vectors.
+      torch::Tensor wt = op.weight.reshape({op.out_channels, op.in_channels}).t().to(torch::kInt16).contiguous();
+      const int64_t pairs = kernels::channel_pairs(op.in_channels);
+      classifier_pairs_.resize(model_.ops.size());
+      classifier_pairs_[i].resize(pairs * kernels::padded_pixels(op.out_channels) * 2);
+      kernels::pack_input_pairs(wt.data_ptr<int16_t>(), op.out_channels, op.in_channels, 0, pairs, classifier_pairs_[i].data());
+      image_words_.resize(std::max<size_t>(image_words_.size(), ((capacity_ + kernels::kTileRows - 1) / kernels::kTileRows) *
+                                                                    kernels::kTileRows * pairs));
+    }
+    if (is_pointwise(op) && isa_ != kernels::Isa::kPortable) {
+      weight_pairs_[i] = kernels::pack_weight_pairs(op.weight.contiguous().data_ptr<int8_t>(), op.out_channels, op.in_channels);
+      max_pairs = std::max<size_t>(max_pairs, kernels::channel_pairs(op.in_channels) *
+                                                  kernels::padded_pixels(capacity_ * in.height * in.width) * 2);
+    }
     if (is_ternary_pointwise(op)) {
       // Index lists per output channel: the kernel adds the inputs at `plus` and subtracts those at `minus`.
       torch::Tensor w = op.weight.reshape({op.out_channels, op.in_channels}).contiguous();
@@ -67,6 +96,7 @@ IntegerEngine::IntegerEngine(graph::IntModel model, EngineOptions options)
   }
   max_pixels_ = static_cast<int64_t>(max_pixels);
   padded_.resize(capacity_ * max_padded);
+  input_pairs_.resize(max_pairs);
   seconds_.assign(model_.ops.size(), 0.0);
 }
 
@@ -170,9 +200,9 @@ struct IntegerEngine::ConvPlanes {
   int64_t in_pixels, out_pixels;
   const int32_t *bias, *mult, *shift;
   int32_t lo, hi, acc_shift;
-  bool avx2;
+  kernels::Isa isa;
   void requantize(const int32_t* acc, int64_t c) const {
-    kernels::requantize(acc, out_pixels, acc_shift, bias[c], mult[c], shift[c], lo, hi, y + c * out_pixels, avx2);
+    kernels::requantize(acc, out_pixels, acc_shift, bias[c], mult[c], shift[c], lo, hi, y + c * out_pixels, isa);
   }
 };
 
@@ -182,16 +212,21 @@ void IntegerEngine::conv(const IntOp& op, size_t index) {
   const ConvPlanes p{acts_[op.input].data(), acts_[op.output].data(), batch_ * in.height * in.width,
                      batch_ * out.height * out.width,
                      op.bias.data_ptr<int32_t>(), op.multiplier.data_ptr<int32_t>(), op.right_shift.data_ptr<int32_t>(),
-                     op.clamp_lo, op.clamp_hi, static_cast<int32_t>(op.acc_shift), avx2_};
+                     op.clamp_lo, op.clamp_hi, static_cast<int32_t>(op.acc_shift), isa_};
   OpCounts& counts = counts_[index].counts;
   if (is_ternary_pointwise(op)) {
-    const int64_t nonzero = conv_ternary_pointwise(op, index, p);
+    // The op counts describe the reference kernel (additions of the non-zero weights' inputs); the
+    // dot-product path computes the same integers.
+    int64_t nonzero = static_cast<int64_t>(plus_[index].size() + minus_[index].size());
+    if (isa_ != kernels::Isa::kPortable && ternary_dot_) conv_pointwise_dot(op, index, p);
+    else nonzero = conv_ternary_pointwise(op, index, p);
     counts.ternary_adds += nonzero * p.out_pixels;
     counts.int32_adds += op.out_channels * p.out_pixels;     // bias
     counts.requant_mults += op.out_channels * p.out_pixels;  // fixed-point multiply
     counts.roundings += op.out_channels * p.out_pixels;
-  } else if (op.kernel == 1 && op.stride == 1 && op.padding == 0 && op.groups == 1) {
-    conv_int8_pointwise(op, p);
+  } else if (is_pointwise(op)) {
+    if (isa_ != kernels::Isa::kPortable) conv_pointwise_dot(op, index, p);
+    else conv_int8_pointwise(op, p);
     counts.int8_mults += op.out_channels * op.in_channels * p.out_pixels;
     counts.int32_adds += op.out_channels * (op.in_channels * p.out_pixels + p.out_pixels);  // accumulate + bias
     counts.requant_mults += op.out_channels * p.out_pixels;
@@ -218,7 +253,7 @@ int64_t IntegerEngine::conv_ternary_pointwise(const IntOp& op, size_t index, con
                  int32_t* acc = thread_acc(max_pixels);
                  for (int64_t c = c0; c < c1; ++c) {
                    kernels::ternary_pointwise(p.x, p.in_pixels, plus + po[c], po[c + 1] - po[c], minus + mo[c],
-                                              mo[c + 1] - mo[c], acc, p.avx2);
+                                              mo[c + 1] - mo[c], acc, p.isa);
                    p.requantize(acc, c);
                  }
                });
@@ -231,45 +266,78 @@ void IntegerEngine::conv_int8_pointwise(const IntOp& op, const ConvPlanes& p) {
   for_channels(parallel_, op.out_channels, op.in_channels * p.out_pixels, [&](int64_t c0, int64_t c1) {
     int32_t* acc = thread_acc(max_pixels);
     for (int64_t c = c0; c < c1; ++c) {
-      kernels::int8_pointwise(p.x, p.in_pixels, op.in_channels, w + c * op.in_channels, acc, p.avx2);
+      kernels::int8_pointwise(p.x, p.in_pixels, op.in_channels, w + c * op.in_channels, acc, p.isa);
       p.requantize(acc, c);
     }
   });
 }
 
-// General (stem) and depthwise convolution over zero-padded copies of the input planes (made once
-// per layer): every output takes the full k*k*(in/groups) multiply-accumulates, as the analytic
-// count says. Narrow outputs of a batch run with images innermost (vectors over images).
+// 1x1 convolution as dense dot products over packed channel pairs (pointwise_dot.h): tiles of 4
+// output channels x 64 pixels, pixel blocks outermost so that threads share the packed input in
+// cache; each tile is requantized straight from its accumulators.
+void IntegerEngine::conv_pointwise_dot(const IntOp& op, size_t index, const ConvPlanes& p) {
+  const int64_t pixels = p.in_pixels, padded = kernels::padded_pixels(pixels);
+  const int64_t pairs = kernels::channel_pairs(op.in_channels);
+  int16_t* xp = input_pairs_.data();
+  for_channels(parallel_, pairs, 2 * padded, [&](int64_t k0, int64_t k1) {
+    kernels::pack_input_pairs(p.x, pixels, op.in_channels, k0, k1, xp);
+  });
+  const int32_t* weights = weight_pairs_[index].data();
+  const int64_t row_blocks = (op.out_channels + kernels::kTileRows - 1) / kernels::kTileRows;
+  const int64_t pixel_blocks = (padded + kernels::kTilePixels - 1) / kernels::kTilePixels;
+  for_channels(parallel_, row_blocks * pixel_blocks, kernels::kTileRows * kernels::kTilePixels * pairs,
+               [&](int64_t t0, int64_t t1) {
+                 for (int64_t t = t0; t < t1; ++t) {
+                   const int64_t c0 = (t % row_blocks) * kernels::kTileRows, p0 = (t / row_blocks) * kernels::kTilePixels;
+                   const int vectors = static_cast<int>((std::min(kernels::kTilePixels, padded - p0) + 15) / 16);
+                   const kernels::TileOutput out{p.bias + c0, p.mult + c0, p.shift + c0, p.acc_shift, p.lo, p.hi,
+                                                 p.y + c0 * p.out_pixels + p0, p.out_pixels,
+                                                 std::min(kernels::kTileRows, op.out_channels - c0),
+                                                 std::min(kernels::kTilePixels, pixels - p0)};
+                   kernels::pointwise_tile_requantized(xp, padded, pairs, weights + (c0 / kernels::kTileRows) * pairs * kernels::kTileRows,
+                                                       p0, vectors, out, isa_);
+                 }
+               });
+}
+
+// General (stem) and depthwise convolution over zero-padded copies of the input planes: every
+// output takes the full k*k*(in/groups) multiply-accumulates, as the analytic count says. Narrow
+// outputs of a batch run with images innermost (vectors over images). Each padded plane is followed
+// by kPlaneSlack zeros that the kernels may read. A depthwise layer pads and convolves each channel
+// in one pass (no barrier between); other layers pad every channel first.
 void IntegerEngine::conv_general(const IntOp& op, const ConvPlanes& p) {
   const auto& in = model_.activations[op.input];
   const auto& out = model_.activations[op.output];
   const int64_t pad = op.padding, images = batch_;
   const int64_t pw = in.width + 2 * pad, plane = (in.height + 2 * pad) * pw;
-  const bool images_inner = images >= 4 && out.width < 16;
+  // The vector 3x3 kernels fill their lanes on small planes too (kernels.h); the others vectorize
+  // over images instead when the planes are narrow.
+  const bool fast_plane = isa_ != kernels::Isa::kPortable && op.kernel == 3 && (op.stride == 1 || op.stride == 2);
+  const bool images_inner = images >= 4 && out.width < 16 && !fast_plane;
+  const int64_t stride = images_inner ? plane : plane + kernels::kPlaneSlack;  // per [channel][image] plane
   int16_t* padded = padded_.data();
   // Padded planes: [C][image][row][column], or [C][row][column][image] with images inner.
-  for_channels(parallel_, in.channels, images * plane, [&](int64_t c0, int64_t c1) {
-    std::fill(padded + c0 * images * plane, padded + c1 * images * plane, 0);
+  auto pad_channels = [&](int64_t c0, int64_t c1) {
+    std::fill(padded + c0 * images * stride, padded + c1 * images * stride, 0);
     for (int64_t ic = c0; ic < c1; ++ic)
       for (int64_t b = 0; b < images; ++b) {
         const int16_t* src = p.x + (ic * images + b) * in.height * in.width;
         for (int64_t r = 0; r < in.height; ++r) {
           const int64_t row = (r + pad) * pw + pad;
           if (!images_inner) {  // whole rows, as one image's plane is contiguous
-            std::copy(src + r * in.width, src + (r + 1) * in.width, padded + (ic * images + b) * plane + row);
+            std::copy(src + r * in.width, src + (r + 1) * in.width, padded + (ic * images + b) * stride + row);
             continue;
           }
           for (int64_t col = 0; col < in.width; ++col)
             padded[(ic * plane + row + col) * images + b] = src[r * in.width + col];
         }
       }
-  });
-  if (images_inner) return conv_images_inner(op, p, plane);
+  };
   const int8_t* w = op.weight.data_ptr<int8_t>();
   const int64_t k = op.kernel, s = op.stride, out_pixels = out.height * out.width;
   const int64_t in_per_group = op.in_channels / op.groups, out_per_group = op.out_channels / op.groups;
   const int64_t max_pixels = max_pixels_ * images;
-  for_channels(parallel_, op.out_channels, in_per_group * k * k * p.out_pixels, [&](int64_t c0, int64_t c1) {
+  auto convolve = [&](int64_t c0, int64_t c1) {
     int32_t* acc = thread_acc(max_pixels);
     for (int64_t c = c0; c < c1; ++c) {
       const int64_t g = c / out_per_group;
@@ -277,12 +345,21 @@ void IntegerEngine::conv_general(const IntOp& op, const ConvPlanes& p) {
       for (int64_t ci = 0; ci < in_per_group; ++ci) {
         const int64_t ic = g * in_per_group + ci;
         for (int64_t b = 0; b < images; ++b)
-          kernels::conv_plane(padded + (ic * images + b) * plane, pw, w + (c * in_per_group + ci) * k * k, k, s,
-                              out.height, out.width, acc + b * out_pixels, p.avx2);
+          kernels::conv_plane(padded + (ic * images + b) * stride, pw, w + (c * in_per_group + ci) * k * k, k, s,
+                              out.height, out.width, acc + b * out_pixels, p.isa);
       }
       p.requantize(acc, c);
     }
-  });
+  };
+  const bool depthwise = op.groups == op.in_channels && op.out_channels == op.in_channels;
+  if (depthwise && !images_inner)
+    return for_channels(parallel_, op.out_channels, images * (plane + k * k * out_pixels), [&](int64_t c0, int64_t c1) {
+      pad_channels(c0, c1);
+      convolve(c0, c1);
+    });
+  for_channels(parallel_, in.channels, images * plane, pad_channels);
+  if (images_inner) return conv_images_inner(op, p, plane);
+  for_channels(parallel_, op.out_channels, in_per_group * k * k * p.out_pixels, convolve);
 }
 
 // conv_general over planes [C][row][column][image]: accumulates [pixel][image], then transposes to
@@ -305,7 +382,7 @@ void IntegerEngine::conv_images_inner(const IntOp& op, const ConvPlanes& p, int6
       for (int64_t ci = 0; ci < in_per_group; ++ci) {
         const int64_t ic = g * in_per_group + ci;
         kernels::conv_plane_batched(padded + ic * plane * images, pw, images, w + (c * in_per_group + ci) * k * k, k,
-                                    s, out.height, out.width, acc, p.avx2);
+                                    s, out.height, out.width, acc, p.isa);
       }
       for (int64_t px = 0; px < out_pixels; ++px)
         for (int64_t b = 0; b < images; ++b) by_image[b * out_pixels + px] = acc[px * images + b];
@@ -321,10 +398,11 @@ void IntegerEngine::add(const IntOp& op, size_t index) {
   int16_t* y = acts_[op.output].data();
   const int64_t n = batch_ * out.channels * out.height * out.width;
   const quant::arith::CodeGrid grid = quant::arith::activation_grid(out.is_unsigned);
-  const int shift = static_cast<int>(op.add_shift);
-  for (int64_t i = 0; i < n; ++i)
-    y[i] = static_cast<int16_t>(
-        quant::arith::add_requantize(a[i], b[i], op.add_mult_a, op.add_mult_b, shift, grid.lo, grid.hi));
+  for_channels(parallel_, n / 4096 + 1, 4096, [&](int64_t i0, int64_t i1) {
+    const int64_t begin = i0 * 4096, end = std::min(n, i1 * 4096);
+    kernels::add_requantize(a + begin, b + begin, end - begin, op.add_mult_a, op.add_mult_b, static_cast<int>(op.add_shift),
+                            grid.lo, grid.hi, y + begin, isa_);
+  });
   OpCounts& counts = counts_[index].counts;
   counts.requant_mults += 2 * n;
   counts.int32_adds += n;
@@ -352,7 +430,9 @@ void IntegerEngine::linear(const IntOp& op, size_t index, int32_t* logits) {
   const int8_t* w = op.weight.data_ptr<int8_t>();
   const int32_t* bias = op.bias.data_ptr<int32_t>();
   const int64_t images = batch_, in = op.in_channels, classes = op.out_channels;
-  if (images < 8) {  // a few images: one dot product per class, over the (strided) inputs
+  if (isa_ != kernels::Isa::kPortable) {
+    linear_dot(op, index, logits);
+  } else if (images < 8) {  // a few images: one dot product per class, over the (strided) inputs
     for (int64_t b = 0; b < images; ++b)
       for (int64_t c = 0; c < classes; ++c) {
         int32_t acc = 0;
@@ -365,6 +445,43 @@ void IntegerEngine::linear(const IntOp& op, size_t index, int32_t* logits) {
   OpCounts& counts = counts_[index].counts;
   counts.int8_mults += images * op.in_channels * op.out_channels;
   counts.int32_adds += images * (op.in_channels * op.out_channels + op.out_channels);
+}
+
+// The classifier on the dot-product kernel, classes as the vector lanes: tiles of 4 images x 64
+// classes; the images' codes are packed as the tile's weight pairs.
+void IntegerEngine::linear_dot(const IntOp& op, size_t index, int32_t* logits) {
+  const int16_t* x = acts_[op.input].data();  // [C][image]
+  const int32_t* bias = op.bias.data_ptr<int32_t>();
+  const int64_t images = batch_, in = op.in_channels, classes = op.out_channels;
+  const int64_t pairs = kernels::channel_pairs(in), padded = kernels::padded_pixels(classes);
+  const int64_t image_blocks = (images + kernels::kTileRows - 1) / kernels::kTileRows;
+  int32_t* words = image_words_.data();
+  auto code = [&](int64_t channel, int64_t image) {
+    return channel < in && image < images ? x[channel * images + image] : int16_t{0};
+  };
+  for (int64_t ib = 0; ib < image_blocks; ++ib)
+    for (int64_t k = 0; k < pairs; ++k)
+      for (int64_t r = 0; r < kernels::kTileRows; ++r) {
+        const int64_t image = ib * kernels::kTileRows + r;
+        words[(ib * pairs + k) * kernels::kTileRows + r] = kernels::int16_pair(code(2 * k, image), code(2 * k + 1, image));
+      }
+  const int64_t class_blocks = (padded + kernels::kTilePixels - 1) / kernels::kTilePixels;
+  const int16_t* weights = classifier_pairs_[index].data();
+  for_channels(parallel_, image_blocks * class_blocks, kernels::kTileRows * kernels::kTilePixels * pairs,
+               [&](int64_t t0, int64_t t1) {
+                 alignas(64) int32_t acc[kernels::kTileRows * kernels::kTilePixels];
+                 for (int64_t t = t0; t < t1; ++t) {
+                   const int64_t ib = t % image_blocks, p0 = (t / image_blocks) * kernels::kTilePixels;
+                   const int vectors = static_cast<int>((std::min(kernels::kTilePixels, padded - p0) + 15) / 16);
+                   kernels::pointwise_tile(weights, padded, pairs, words + ib * pairs * kernels::kTileRows, p0, vectors,
+                                           acc, isa_);
+                   for (int64_t r = 0; r < kernels::kTileRows && ib * kernels::kTileRows + r < images; ++r) {
+                     int32_t* out = logits + (ib * kernels::kTileRows + r) * classes;
+                     for (int64_t j = p0; j < std::min(classes, p0 + kernels::kTilePixels); ++j)
+                       out[j] = acc[r * kernels::kTilePixels + j - p0] * (int32_t{1} << op.acc_shift) + bias[j];  // fits int32: the loader checks
+                   }
+                 }
+               });
 }
 
 // Per class, the inner loop runs over the batch's images (contiguous in [C][image]) and vectorizes.

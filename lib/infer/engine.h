@@ -8,6 +8,7 @@
 
 #include "graph/int_model.h"
 #include "infer/op_counts.h"
+#include "infer/pointwise_dot.h"
 
 namespace prom::infer {
 
@@ -18,6 +19,11 @@ struct EngineOptions {
   // images x pixels values per channel (full vectors even at 2x2 pixels) and each layer hands work to
   // the threads once per batch, not once per image. Capped by activation memory (see engine.cpp).
   int64_t max_batch = 256;
+  // false keeps AVX-512 VNNI off (AVX2 kernels on a CPU that has both); the tests run every path.
+  bool allow_avx512 = true;
+  // false runs ternary 1x1 layers on the add/sub kernel over index lists (kernels.h, AVX2 or
+  // portable) instead of the dot products, for comparing the two (`prom-bench infer --ternary-kernel`).
+  bool ternary_dot = true;
 };
 
 class IntegerEngine {
@@ -37,7 +43,9 @@ class IntegerEngine {
   void reset_counts();
   // Wall-clock seconds spent in each op of the graph since construction or reset_counts().
   const std::vector<double>& op_seconds() const { return seconds_; }
-  const char* kernel_name() const { return avx2_ ? "avx2" : "portable"; }
+  // The kernels that run: "avx512-vnni" and "avx2" compute 1x1 convolutions as dense dot products
+  // (ternary codes included); "portable" runs the reference kernels (ternary: additions only).
+  const char* kernel_name() const { return kernels::isa_name(isa_); }
   // Integer codes of graph activation `id` for the last image of the last run (planes [C][H*W]); for tests.
   std::vector<int16_t> activation(size_t id) const;
   // Images per batch that run() processes together.
@@ -49,20 +57,27 @@ class IntegerEngine {
   void conv(const graph::IntOp& op, size_t index);
   int64_t conv_ternary_pointwise(const graph::IntOp& op, size_t index, const ConvPlanes& planes);  // -> non-zeros
   void conv_int8_pointwise(const graph::IntOp& op, const ConvPlanes& planes);
+  void conv_pointwise_dot(const graph::IntOp& op, size_t index, const ConvPlanes& planes);
   void conv_general(const graph::IntOp& op, const ConvPlanes& planes);
   void conv_images_inner(const graph::IntOp& op, const ConvPlanes& planes, int64_t plane);
   void add(const graph::IntOp& op, size_t index);
   void avgpool(const graph::IntOp& op, size_t index);
   void linear(const graph::IntOp& op, size_t index, int32_t* logits);
   void linear_images_inner(const graph::IntOp& op, int32_t* logits);
+  void linear_dot(const graph::IntOp& op, size_t index, int32_t* logits);
 
   graph::IntModel model_;
-  bool avx2_, parallel_;
+  kernels::Isa isa_;
+  bool parallel_, ternary_dot_;
   int64_t capacity_ = 1;  // images per batch
   int64_t batch_ = 0;     // images in the batch in flight (or the last one)
   std::vector<std::vector<int16_t>> acts_;   // one buffer per graph activation: [C][image][H*W]
   std::vector<std::vector<int32_t>> plus_, minus_;  // per ternary op: flattened index lists
   std::vector<std::vector<int64_t>> plus_offsets_, minus_offsets_;  // per output channel: start in lists
+  std::vector<std::vector<int32_t>> weight_pairs_;  // per 1x1 op on the dot-product path: packed weights
+  std::vector<std::vector<int16_t>> classifier_pairs_;  // per linear op: its weights packed as a tile's input
+  std::vector<int32_t> image_words_;  // the classifier's input codes packed as a tile's weight pairs
+  std::vector<int16_t> input_pairs_;  // the 1x1 layer's input with channel pairs interleaved (pointwise_dot.h)
   std::vector<int16_t> padded_;  // zero-padded input planes of a stem/depthwise convolution: [C][image][plane]
   int64_t max_pixels_ = 0;       // output pixels of the largest layer, per image (accumulator scratch per thread)
   std::vector<LayerCounts> counts_;

@@ -4,6 +4,7 @@
 #include <cstdint>
 #include <cstring>
 
+#include "infer/requantize_avx512.h"
 #include "quant/arithmetic.h"
 
 #if defined(__x86_64__) || defined(__i386__)
@@ -13,12 +14,23 @@
 
 namespace prom::infer::kernels {
 
-bool cpu_has_avx2() {
+Isa best_isa() {
 #ifdef PROM_X86
-  return __builtin_cpu_supports("avx2");
-#else
-  return false;
+  if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl") &&
+      __builtin_cpu_supports("avx512vnni"))
+    return Isa::kAvx512Vnni;
+  if (__builtin_cpu_supports("avx2")) return Isa::kAvx2;
 #endif
+  return Isa::kPortable;
+}
+
+const char* isa_name(Isa isa) {
+  switch (isa) {
+    case Isa::kAvx512Vnni: return "avx512-vnni";
+    case Isa::kAvx2: return "avx2";
+    case Isa::kPortable: break;
+  }
+  return "portable";
 }
 
 namespace {
@@ -97,6 +109,13 @@ void conv_plane_portable(const int16_t* x, int64_t width, const int8_t* w, int64
 __attribute__((target("avx2"))) void conv_plane_avx2(const int16_t* x, int64_t width, const int8_t* w, int64_t k,
                                                      int64_t stride, int64_t out_h, int64_t out_w, int32_t* acc) {
   conv_plane_dispatch(x, width, w, k, stride, out_h, out_w, acc);
+}
+
+__attribute__((target("avx512f,avx512bw"))) void conv_plane_images_avx512(const int16_t* x, int64_t width,
+                                                                          int64_t images, const int8_t* w, int64_t k,
+                                                                          int64_t stride, int64_t out_h, int64_t out_w,
+                                                                          int32_t* acc) {
+  conv_plane_images(x, width, images, w, k, stride, out_h, out_w, acc);
 }
 
 __attribute__((target("avx2"))) void conv_plane_images_avx2(const int16_t* x, int64_t width, int64_t images,
@@ -254,52 +273,272 @@ __attribute__((target("avx2"))) int64_t requantize_avx2(const int32_t* acc, int6
   }
   return p;
 }
+
+// quant::arith::requantize, 16 values per step (requantize_avx512.h).
+__attribute__((target("avx512f,avx512bw"))) int64_t requantize_avx512(const int32_t* acc, int64_t n, int32_t acc_shift,
+                                                                      int32_t bias, int32_t multiplier,
+                                                                      int32_t right_shift, int32_t lo, int32_t hi,
+                                                                      int16_t* out) {
+  const RequantLanes512 k = requant_lanes512(multiplier, right_shift, lo, hi);
+  const __m128i acc_shift_count = _mm_cvtsi32_si128(acc_shift);
+  const __m512i bias_v = _mm512_set1_epi32(bias);
+  int64_t p = 0;
+  for (; p + 16 <= n; p += 16) {
+    const __m512i v = _mm512_add_epi32(_mm512_sll_epi32(_mm512_loadu_si512(acc + p), acc_shift_count), bias_v);
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(out + p), _mm512_cvtepi32_epi16(requantize16(v, k)));  // fits int16
+  }
+  return p;
+}
+
+// quant::arith::add_requantize, 8 values per step: a * mult_a + b * mult_b in int64 lanes (|sum| <
+// 2^40), rounded and clamped as in requantize_avx512.h. Multipliers in [0, 2^31), shift >= 1.
+__attribute__((target("avx512f,avx512bw"))) int64_t add_requantize_avx512(const int16_t* a, const int16_t* b,
+                                                                          int64_t n, int64_t mult_a, int64_t mult_b,
+                                                                          int shift, int32_t lo, int32_t hi,
+                                                                          int16_t* out) {
+  const __m512i ma = _mm512_set1_epi64(mult_a), mb = _mm512_set1_epi64(mult_b);
+  const RequantLanes512 k = requant_lanes512(0, shift, lo, hi);
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    const __m512i av = _mm512_cvtepi16_epi64(_mm_loadu_si128(reinterpret_cast<const __m128i*>(a + i)));
+    const __m512i bv = _mm512_cvtepi16_epi64(_mm_loadu_si128(reinterpret_cast<const __m128i*>(b + i)));
+    const __m512i q = round_shift_clamp512(_mm512_add_epi64(_mm512_mul_epi32(av, ma), _mm512_mul_epi32(bv, mb)), k);
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(out + i), _mm512_cvtepi64_epi16(q));  // fits int16
+  }
+  return i;
+}
+
+// Stride-1 3x3 kernels compute "virtual" outputs q = oy * width + ox for every column of the padded
+// row, so that vectors run across row ends (small planes fill them); the k - 1 columns past out_w
+// are discarded when the rows are added to acc.
+int32_t* flat_scratch(int64_t n) {
+  thread_local std::vector<int32_t> scratch;
+  if (static_cast<int64_t>(scratch.size()) < n) scratch.resize(n);
+  return scratch.data();
+}
+
+void add_flat_rows(const int32_t* flat, int64_t width, int64_t out_h, int64_t out_w, int32_t* acc) {
+  for (int64_t oy = 0; oy < out_h; ++oy)
+    for (int64_t ox = 0; ox < out_w; ++ox) acc[oy * out_w + ox] += flat[oy * width + ox];
+}
+
+__attribute__((target("avx2"))) inline __m256i load_avx2(const int16_t* p) {
+  return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p));
+}
+
+// conv_plane3_avx512's scheme (below) on 8 lanes: madd multiplies each lane's pair of int16 inputs
+// by a weight pair and adds the two products. Tails go through a small buffer.
+__attribute__((target("avx2"))) inline void accumulate_avx2(int32_t* a, int64_t n, __m256i v) {
+  if (n >= 8) {
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(a), _mm256_add_epi32(_mm256_loadu_si256(reinterpret_cast<__m256i*>(a)), v));
+    return;
+  }
+  alignas(32) int32_t lanes[8];
+  _mm256_store_si256(reinterpret_cast<__m256i*>(lanes), v);
+  for (int64_t i = 0; i < n; ++i) a[i] += lanes[i];
+}
+
+// stride1_step512 (below) on 8 lanes: 16 outputs.
+__attribute__((target("avx2"), always_inline)) inline void stride1_step_avx2(const int16_t* x, int64_t width,
+                                                                             const __m256i* taps, __m256i* out) {
+  __m256i even = _mm256_setzero_si256(), odd = _mm256_setzero_si256();
+  for (int ky = 0; ky < 3; ++ky) {
+    const int16_t* r = x + ky * width;
+    even = _mm256_add_epi32(even, _mm256_madd_epi16(load_avx2(r), taps[2 * ky]));
+    even = _mm256_add_epi32(even, _mm256_madd_epi16(load_avx2(r + 2), taps[2 * ky + 1]));
+    odd = _mm256_add_epi32(odd, _mm256_madd_epi16(load_avx2(r + 1), taps[2 * ky]));
+    odd = _mm256_add_epi32(odd, _mm256_madd_epi16(load_avx2(r + 3), taps[2 * ky + 1]));
+  }
+  // unpack interleaves within 128-bit halves: lo = outputs 0-3 | 8-11, hi = 4-7 | 12-15.
+  const __m256i lo = _mm256_unpacklo_epi32(even, odd), hi = _mm256_unpackhi_epi32(even, odd);
+  out[0] = _mm256_permute2x128_si256(lo, hi, 0x20);
+  out[1] = _mm256_permute2x128_si256(lo, hi, 0x31);
+}
+
+__attribute__((target("avx2"))) void conv_plane3_avx2(const int16_t* x, int64_t width, const int8_t* w, int64_t stride,
+                                                      int64_t out_h, int64_t out_w, int32_t* acc) {
+  __m256i taps[6];  // per kernel row: (w0, w1) and (w2, 0)
+  for (int ky = 0; ky < 3; ++ky) {
+    taps[2 * ky] = _mm256_set1_epi32(int16_pair(w[3 * ky], w[3 * ky + 1]));
+    taps[2 * ky + 1] = _mm256_set1_epi32(int16_pair(w[3 * ky + 2], 0));
+  }
+  if (stride == 2) {
+    for (int64_t oy = 0; oy < out_h; ++oy)
+      for (int64_t ox = 0; ox < out_w; ox += 8) {
+        __m256i s = _mm256_setzero_si256();
+        for (int ky = 0; ky < 3; ++ky) {
+          const int16_t* r = x + (2 * oy + ky) * width + 2 * ox;
+          s = _mm256_add_epi32(s, _mm256_madd_epi16(load_avx2(r), taps[2 * ky]));
+          s = _mm256_add_epi32(s, _mm256_madd_epi16(load_avx2(r + 2), taps[2 * ky + 1]));
+        }
+        accumulate_avx2(acc + oy * out_w + ox, out_w - ox, s);
+      }
+    return;
+  }
+  if (out_w > 8) {  // wide rows fill the vectors: row by row, straight into acc
+    for (int64_t oy = 0; oy < out_h; ++oy)
+      for (int64_t ox = 0; ox < out_w; ox += 16) {
+        __m256i out[2];
+        stride1_step_avx2(x + oy * width + ox, width, taps, out);
+        int32_t* a = acc + oy * out_w + ox;
+        accumulate_avx2(a, out_w - ox, out[0]);
+        if (out_w - ox > 8) accumulate_avx2(a + 8, out_w - ox - 8, out[1]);
+      }
+    return;
+  }
+  int32_t* flat = flat_scratch(out_h * width + 16);
+  for (int64_t q = 0; q < out_h * width; q += 16) {
+    __m256i out[2];
+    stride1_step_avx2(x + q, width, taps, out);
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(flat + q), out[0]);
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(flat + q + 8), out[1]);
+  }
+  add_flat_rows(flat, width, out_h, out_w, acc);
+}
+
+// a[i] += v[i] for the lanes in m.
+__attribute__((target("avx512f"))) inline void accumulate_masked(int32_t* a, __mmask16 m, __m512i v) {
+  _mm512_mask_storeu_epi32(a, m, _mm512_add_epi32(_mm512_maskz_loadu_epi32(m, a), v));
+}
+
+// 32 stride-1 outputs of a 3x3 plane from the row at x (and the 2 below): even outputs from the
+// loads at columns 0 and 2, odd ones from 1 and 3, interleaved back into output order in out[0..1].
+__attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni"), always_inline)) inline void stride1_step512(
+    const int16_t* x, int64_t width, const __m512i* taps, __m512i* out) {
+  __m512i even = _mm512_setzero_si512(), odd = _mm512_setzero_si512();
+  for (int ky = 0; ky < 3; ++ky) {
+    const int16_t* r = x + ky * width;
+    even = _mm512_dpwssd_epi32(even, _mm512_loadu_si512(r), taps[2 * ky]);
+    even = _mm512_dpwssd_epi32(even, _mm512_loadu_si512(r + 2), taps[2 * ky + 1]);
+    odd = _mm512_dpwssd_epi32(odd, _mm512_loadu_si512(r + 1), taps[2 * ky]);
+    odd = _mm512_dpwssd_epi32(odd, _mm512_loadu_si512(r + 3), taps[2 * ky + 1]);
+  }
+  out[0] = _mm512_permutex2var_epi32(even, _mm512_set_epi32(23, 7, 22, 6, 21, 5, 20, 4, 19, 3, 18, 2, 17, 1, 16, 0), odd);
+  out[1] = _mm512_permutex2var_epi32(even, _mm512_set_epi32(31, 15, 30, 14, 29, 13, 28, 12, 27, 11, 26, 10, 25, 9, 24, 8), odd);
+}
+
+// 3x3 planes with AVX-512 VNNI, the row's tail masked. A weight pair (w_a, w_b) sits in an int32
+// word as two int16 halves: vpdpwssd adds both products of each lane's pair of inputs. 32 int16
+// loaded from column c are the pairs (x[c + 2j], x[c + 2j + 1]) in lane j, so
+//  - stride 2 (16 outputs per step): the load from column 2*ox gives taps kx = 0, 1 of output
+//    ox + j, the load 2 columns on tap kx = 2 with the pair (w2, 0);
+//  - stride 1 (32 outputs per step): loads from columns ox and ox + 2 do the same for the even
+//    outputs ox + 2j, loads from ox + 1 and ox + 3 for the odd ones, then the two halves are
+//    interleaved back into output order. Narrow planes (out_w <= 16) run over the flattened
+//    plane (flat_scratch), so vectors cross row ends and a 7x7 plane takes 2 steps, not 7.
+__attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni"))) void conv_plane3_avx512(const int16_t* x,
+                                                                                        int64_t width, const int8_t* w,
+                                                                                        int64_t stride, int64_t out_h,
+                                                                                        int64_t out_w, int32_t* acc) {
+  __m512i taps[6];  // per kernel row: (w0, w1) and (w2, 0)
+  for (int ky = 0; ky < 3; ++ky) {
+    taps[2 * ky] = _mm512_set1_epi32(int16_pair(w[3 * ky], w[3 * ky + 1]));
+    taps[2 * ky + 1] = _mm512_set1_epi32(int16_pair(w[3 * ky + 2], 0));
+  }
+  auto tail = [](int64_t left) {
+    return left >= 16 ? __mmask16(0xFFFF) : left <= 0 ? __mmask16(0) : static_cast<__mmask16>((1u << left) - 1);
+  };
+  if (stride == 2) {
+    for (int64_t oy = 0; oy < out_h; ++oy) {
+      int32_t* a = acc + oy * out_w;
+      for (int64_t ox = 0; ox < out_w; ox += 16) {
+        __m512i s01 = _mm512_setzero_si512(), s2 = _mm512_setzero_si512();  // two dependency chains
+        for (int ky = 0; ky < 3; ++ky) {
+          const int16_t* r = x + (2 * oy + ky) * width + 2 * ox;
+          s01 = _mm512_dpwssd_epi32(s01, _mm512_loadu_si512(r), taps[2 * ky]);
+          s2 = _mm512_dpwssd_epi32(s2, _mm512_loadu_si512(r + 2), taps[2 * ky + 1]);
+        }
+        accumulate_masked(a + ox, tail(out_w - ox), _mm512_add_epi32(s01, s2));
+      }
+    }
+    return;
+  }
+  if (out_w > 16) {  // wide rows fill the vectors: row by row, straight into acc
+    for (int64_t oy = 0; oy < out_h; ++oy)
+      for (int64_t ox = 0; ox < out_w; ox += 32) {
+        __m512i out[2];
+        stride1_step512(x + oy * width + ox, width, taps, out);
+        int32_t* a = acc + oy * out_w + ox;
+        accumulate_masked(a, tail(out_w - ox), out[0]);
+        if (out_w - ox > 16) accumulate_masked(a + 16, tail(out_w - ox - 16), out[1]);
+      }
+    return;
+  }
+  int32_t* flat = flat_scratch(out_h * width + 32);
+  for (int64_t q = 0; q < out_h * width; q += 32) {
+    __m512i out[2];
+    stride1_step512(x + q, width, taps, out);
+    _mm512_storeu_si512(flat + q, out[0]);
+    _mm512_storeu_si512(flat + q + 16, out[1]);
+  }
+  add_flat_rows(flat, width, out_h, out_w, acc);
+}
 #endif
 
 }  // namespace
 
 void ternary_pointwise(const int16_t* x, int64_t pixels, const int32_t* plus, int64_t n_plus, const int32_t* minus,
-                       int64_t n_minus, int32_t* acc, bool avx2) {
+                       int64_t n_minus, int32_t* acc, Isa isa) {
 #ifdef PROM_X86
-  if (avx2) return ternary_pointwise_avx2(x, pixels, plus, n_plus, minus, n_minus, acc);
+  if (isa != Isa::kPortable) return ternary_pointwise_avx2(x, pixels, plus, n_plus, minus, n_minus, acc);
 #endif
   ternary_pointwise_portable(x, pixels, plus, n_plus, minus, n_minus, acc);
 }
 
-void int8_pointwise(const int16_t* x, int64_t pixels, int64_t in_channels, const int8_t* w, int32_t* acc, bool avx2) {
+void int8_pointwise(const int16_t* x, int64_t pixels, int64_t in_channels, const int8_t* w, int32_t* acc, Isa isa) {
 #ifdef PROM_X86
-  if (avx2) return int8_pointwise_avx2(x, pixels, in_channels, w, acc);
+  if (isa != Isa::kPortable) return int8_pointwise_avx2(x, pixels, in_channels, w, acc);
 #endif
   int8_pointwise_portable(x, pixels, in_channels, w, acc);
 }
 
 void conv_plane(const int16_t* x, int64_t width, const int8_t* w, int64_t k, int64_t stride, int64_t out_h,
-                int64_t out_w, int32_t* acc, bool avx2) {
+                int64_t out_w, int32_t* acc, Isa isa) {
 #ifdef PROM_X86
-  if (avx2) return conv_plane_avx2(x, width, w, k, stride, out_h, out_w, acc);
+  if (isa == Isa::kAvx512Vnni && k == 3 && (stride == 1 || stride == 2))
+    return conv_plane3_avx512(x, width, w, stride, out_h, out_w, acc);
+  if (isa == Isa::kAvx2 && k == 3 && (stride == 1 || stride == 2))
+    return conv_plane3_avx2(x, width, w, stride, out_h, out_w, acc);
+  if (isa != Isa::kPortable) return conv_plane_avx2(x, width, w, k, stride, out_h, out_w, acc);
 #endif
   conv_plane_portable(x, width, w, k, stride, out_h, out_w, acc);
 }
 
 void conv_plane_batched(const int16_t* x, int64_t width, int64_t images, const int8_t* w, int64_t k, int64_t stride,
-                        int64_t out_h, int64_t out_w, int32_t* acc, bool avx2) {
+                        int64_t out_h, int64_t out_w, int32_t* acc, Isa isa) {
 #ifdef PROM_X86
-  if (avx2) return conv_plane_images_avx2(x, width, images, w, k, stride, out_h, out_w, acc);
+  if (isa == Isa::kAvx512Vnni) return conv_plane_images_avx512(x, width, images, w, k, stride, out_h, out_w, acc);
+  if (isa != Isa::kPortable) return conv_plane_images_avx2(x, width, images, w, k, stride, out_h, out_w, acc);
 #endif
   conv_plane_images(x, width, images, w, k, stride, out_h, out_w, acc);
 }
 
 void requantize(const int32_t* acc, int64_t n, int32_t acc_shift, int32_t bias, int32_t multiplier,
-                int32_t right_shift, int32_t lo, int32_t hi, int16_t* out, bool avx2) {
+                int32_t right_shift, int32_t lo, int32_t hi, int16_t* out, Isa isa) {
   int64_t done = 0;
 #ifdef PROM_X86
   // A zero multiplier (shift 0) and clamps beyond int16 stay on the scalar path.
-  if (avx2 && multiplier != 0 && right_shift >= 1 && right_shift <= 62 && lo >= INT16_MIN && hi <= INT16_MAX)
-    done = requantize_avx2(acc, n, acc_shift, bias, multiplier, right_shift, lo, hi, out);
+  if (isa != Isa::kPortable && multiplier != 0 && right_shift >= 1 && right_shift <= 62 && lo >= INT16_MIN &&
+      hi <= INT16_MAX) {
+    if (isa == Isa::kAvx512Vnni) done = requantize_avx512(acc, n, acc_shift, bias, multiplier, right_shift, lo, hi, out);
+    done += requantize_avx2(acc + done, n - done, acc_shift, bias, multiplier, right_shift, lo, hi, out + done);
+  }
 #endif
   const quant::arith::FixedPointMultiplier m{multiplier, right_shift};
   for (int64_t p = done; p < n; ++p)
     out[p] = static_cast<int16_t>(quant::arith::requantize(acc[p], acc_shift, bias, m, lo, hi));
+}
+
+void add_requantize(const int16_t* a, const int16_t* b, int64_t n, int64_t mult_a, int64_t mult_b, int shift, int32_t lo,
+                    int32_t hi, int16_t* out, Isa isa) {
+  int64_t done = 0;
+#ifdef PROM_X86
+  if (isa == Isa::kAvx512Vnni && shift >= 1 && shift <= 62 && mult_a >= 0 && mult_a <= INT32_MAX && mult_b >= 0 &&
+      mult_b <= INT32_MAX && lo >= INT16_MIN && hi <= INT16_MAX)
+    done = add_requantize_avx512(a, b, n, mult_a, mult_b, shift, lo, hi, out);
+#endif
+  for (int64_t i = done; i < n; ++i)
+    out[i] = static_cast<int16_t>(quant::arith::add_requantize(a[i], b[i], mult_a, mult_b, shift, lo, hi));
 }
 
 }  // namespace prom::infer::kernels

@@ -1,37 +1,56 @@
 // The integer kernels. Activations are planes of int16 holding uint8 or int8 values (one layout for
-// both signs), accumulators int32. Each kernel has a portable version and, where it pays, an AVX2
-// version chosen at run time; tests run both.
+// both signs), accumulators int32. Each kernel has a portable version and, where it pays, AVX2 and
+// AVX-512 versions chosen at run time (`isa`: a kernel without a version for it runs the next lower
+// one); tests run every path against the portable one.
 #pragma once
 #include <cstdint>
 #include <vector>
 
 namespace prom::infer::kernels {
 
+// The instruction sets the engine dispatches on at run time, from slowest to fastest.
+enum class Isa { kPortable, kAvx2, kAvx512Vnni };
+Isa best_isa();  // the fastest this CPU runs
+const char* isa_name(Isa isa);
+
+// Two int16 values in one int32 word, `lo` in the low half: the operand layout of madd / vpdpwssd,
+// which multiply each lane's pair of int16 by another pair and add both products.
+inline int32_t int16_pair(int32_t lo, int32_t hi) {
+  return static_cast<int32_t>(static_cast<uint32_t>(static_cast<uint16_t>(lo)) |
+                              (static_cast<uint32_t>(static_cast<uint16_t>(hi)) << 16));
+}
+
 // Ternary 1x1 convolution for one output channel: acc[p] = sum_{i in plus} x[i][p] - sum_{i in minus} x[i][p].
 // Additions and subtractions only. `x` holds `in_channels` planes of `pixels` values.
 void ternary_pointwise(const int16_t* x, int64_t pixels, const int32_t* plus, int64_t n_plus, const int32_t* minus,
-                       int64_t n_minus, int32_t* acc, bool avx2);
+                       int64_t n_minus, int32_t* acc, Isa isa);
 
 // int8 1x1 convolution for one output channel: acc[p] = sum_i w[i] * x[i][p].
-void int8_pointwise(const int16_t* x, int64_t pixels, int64_t in_channels, const int8_t* w, int32_t* acc, bool avx2);
+void int8_pointwise(const int16_t* x, int64_t pixels, int64_t in_channels, const int8_t* w, int32_t* acc, Isa isa);
 
 // One k x k input plane of a stem/depthwise convolution, accumulated: acc[oy][ox] +=
 // sum_{ky,kx} w[ky*k + kx] * x[(oy*stride + ky) * width + ox*stride + kx], where x is the zero-padded plane
-// (row length `width`) and acc holds out_h x out_w values.
+// (row length `width`) and acc holds out_h x out_w values. The AVX2 and AVX-512 versions for 3x3,
+// stride 1 or 2, read up to kPlaneSlack values past the plane's last row: callers leave them
+// readable (and initialized).
+constexpr int64_t kPlaneSlack = 64;
 void conv_plane(const int16_t* x, int64_t width, const int8_t* w, int64_t k, int64_t stride, int64_t out_h,
-                int64_t out_w, int32_t* acc, bool avx2);
+                int64_t out_w, int32_t* acc, Isa isa);
 
 // The same over a batch with images innermost, for small planes (vectors run over images, not over a
 // few output columns): x holds the zero-padded planes as [row][column][image] (row length `width`),
 // acc is [out_h][out_w][image], accumulated.
 void conv_plane_batched(const int16_t* x, int64_t width, int64_t images, const int8_t* w, int64_t k, int64_t stride,
-                        int64_t out_h, int64_t out_w, int32_t* acc, bool avx2);
+                        int64_t out_h, int64_t out_w, int32_t* acc, Isa isa);
 
 // acc[p] requantized with quant::arith::requantize (one rounding, ties to even) into out; the AVX2
-// version computes the same int64 products and rounding shifts 4 lanes at a time.
+// and AVX-512 versions compute the same int64 products and rounding shifts 4 or 8 lanes at a time.
 void requantize(const int32_t* acc, int64_t n, int32_t acc_shift, int32_t bias, int32_t multiplier,
-                int32_t right_shift, int32_t lo, int32_t hi, int16_t* out, bool avx2);
+                int32_t right_shift, int32_t lo, int32_t hi, int16_t* out, Isa isa);
 
-bool cpu_has_avx2();
+
+// Residual add: out[i] = quant::arith::add_requantize(a[i], b[i], mult_a, mult_b, shift, lo, hi).
+void add_requantize(const int16_t* a, const int16_t* b, int64_t n, int64_t mult_a, int64_t mult_b, int shift, int32_t lo,
+                    int32_t hi, int16_t* out, Isa isa);
 
 }  // namespace prom::infer::kernels

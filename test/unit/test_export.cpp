@@ -1,14 +1,19 @@
 // Export, the integer engine and the energy/storage model.
 #include "support/catch.h"
+#include <ATen/Parallel.h>
 #include <algorithm>
 #include <cstdlib>
+#include <mutex>
 #include <random>
+#include <set>
+#include <thread>
 
 #include "config/config.h"
 #include "energy/report.h"
 #include "lowering/lower.h"
 #include "infer/engine.h"
 #include "infer/kernels.h"
+#include "infer/pointwise_dot.h"
 #include "io/atomic_file.h"
 #include "io/safetensors.h"
 #include "model/registry.h"
@@ -197,81 +202,238 @@ TEST_CASE("frozen BN and observers: training logits are the integer model's, gra
   CHECK_FALSE(torch::equal(f.net->forward(f.images), engine.logits(f.images)));
 }
 
-TEST_CASE("AVX2 and portable kernels give identical integers", "[export]") {
+// Every dispatch path this CPU runs, portable first; and engine options that select one.
+std::vector<infer::kernels::Isa> available_isas() {
+  using infer::kernels::Isa;
+  std::vector<Isa> isas = {Isa::kPortable};
+  if (infer::kernels::best_isa() != Isa::kPortable) isas.push_back(Isa::kAvx2);
+  if (infer::kernels::best_isa() == Isa::kAvx512Vnni) isas.push_back(Isa::kAvx512Vnni);
+  return isas;
+}
+infer::EngineOptions engine_options(infer::kernels::Isa isa, bool parallel = true) {
+  infer::EngineOptions o;
+  o.allow_avx2 = isa != infer::kernels::Isa::kPortable;
+  o.allow_avx512 = isa == infer::kernels::Isa::kAvx512Vnni;
+  o.parallel = parallel;
+  return o;
+}
+void warn_missing_isas() {
+  if (infer::kernels::best_isa() != infer::kernels::Isa::kAvx512Vnni)
+    WARN("this CPU has no AVX-512 VNNI: the avx512-vnni kernels were not run (best here: "
+         << infer::kernels::isa_name(infer::kernels::best_isa()) << ")");
+}
+
+TEST_CASE("every dispatch path (portable, AVX2, AVX-512 VNNI; ternary dot or add/sub) gives identical integers, batch 1 and 6",
+          "[export]") {
   QatFixture f;
   auto m = f.exported();
-  infer::IntegerEngine fast(m), portable(m, {false});
-  auto codes = fast.quantize_input(f.images);
-  CHECK(torch::equal(fast.run(codes), portable.run(codes)));
-  if (!infer::kernels::cpu_has_avx2()) WARN("this CPU has no AVX2: both engines ran the portable kernels");
-  // Odd sizes exercise the kernels' tails.
+  warn_missing_isas();
+  infer::IntegerEngine portable(m, engine_options(infer::kernels::Isa::kPortable));
+  for (int64_t batch : {1, 6}) {
+    auto codes = portable.quantize_input(f.images.slice(0, 0, batch));
+    portable.reset_counts();
+    auto expected = portable.run(codes);
+    for (auto isa : available_isas()) {
+      INFO(infer::kernels::isa_name(isa) << ", batch " << batch);
+      infer::IntegerEngine engine(m, engine_options(isa));
+      CHECK(std::string(engine.kernel_name()) == infer::kernels::isa_name(isa));
+      CHECK(torch::equal(engine.run(codes), expected));
+      auto addsub_options = engine_options(isa);
+      addsub_options.ternary_dot = false;  // ternary 1x1 layers on the add/sub kernel of this path
+      infer::IntegerEngine addsub(m, addsub_options);
+      CHECK(torch::equal(addsub.run(codes), expected));
+      for (size_t i = 0; i < m.activations.size(); ++i) CHECK(engine.activation(i) == portable.activation(i));
+      for (size_t i = 0; i < engine.counts().size(); ++i) CHECK(engine.counts()[i].counts == portable.counts()[i].counts);
+    }
+  }
+}
+
+TEST_CASE("ternary and int8 1x1 kernels on every path equal the sums they define, odd sizes", "[export]") {
   std::vector<int16_t> x(7 * 37);
   for (size_t i = 0; i < x.size(); ++i) x[i] = static_cast<int16_t>((i * 37) % 256 - (i % 3 ? 0 : 128));
   std::vector<int32_t> plus = {0, 3, 6}, minus = {2, 5};
-  std::vector<int32_t> a(37), b(37);
-  infer::kernels::ternary_pointwise(x.data(), 37, plus.data(), 3, minus.data(), 2, a.data(), true);
-  infer::kernels::ternary_pointwise(x.data(), 37, plus.data(), 3, minus.data(), 2, b.data(), false);
-  CHECK(a == b);
   std::vector<int8_t> w = {3, -7, 127, -127, 0, 1, -1};
-  infer::kernels::int8_pointwise(x.data(), 37, 7, w.data(), a.data(), true);
-  infer::kernels::int8_pointwise(x.data(), 37, 7, w.data(), b.data(), false);
-  CHECK(a == b);
-  CHECK(b[5] == 3 * x[5] - 7 * x[37 + 5] + 127 * x[74 + 5] - 127 * x[111 + 5] + x[185 + 5] - x[222 + 5]);
+  for (auto isa : available_isas()) {
+    INFO(infer::kernels::isa_name(isa));
+    std::vector<int32_t> a(37), b(37);
+    infer::kernels::ternary_pointwise(x.data(), 37, plus.data(), 3, minus.data(), 2, a.data(), isa);
+    infer::kernels::int8_pointwise(x.data(), 37, 7, w.data(), b.data(), isa);
+    for (int64_t p = 0; p < 37; ++p) {
+      CHECK(a[p] == x[p] + x[111 + p] + x[222 + p] - x[74 + p] - x[185 + p]);
+      int32_t dot = 0;
+      for (int64_t i = 0; i < 7; ++i) dot += w[i] * x[i * 37 + p];
+      CHECK(b[p] == dot);
+    }
+  }
 }
 
-TEST_CASE("parallel and serial engines, AVX2 and portable conv kernels give identical integers", "[export]") {
+TEST_CASE("the dot-product tile on every path equals the direct sum and requantizes as arith does: odd channels, "
+          "padded pixels, partial row blocks",
+          "[export]") {
+  using namespace infer::kernels;
+  std::mt19937_64 rng(5);
+  for (int64_t in_channels : {1, 7, 64, 161})
+    for (int64_t out_channels : {3, 8})
+      for (int64_t pixels : {1, 37, 64, 130}) {
+        std::vector<int16_t> x(in_channels * pixels);
+        for (auto& v : x) v = static_cast<int16_t>(static_cast<int>(rng() % 384) - 128);  // int8 and uint8 codes
+        std::vector<int8_t> w(out_channels * in_channels);
+        for (auto& v : w) v = static_cast<int8_t>(static_cast<int>(rng() % 255) - 127);
+        const int64_t padded = padded_pixels(pixels), pairs = channel_pairs(in_channels);
+        std::vector<int16_t> xp(pairs * padded * 2, 99);
+        pack_input_pairs(x.data(), pixels, in_channels, 0, pairs, xp.data());
+        const auto wp = pack_weight_pairs(w.data(), out_channels, in_channels);
+        for (auto isa : available_isas()) {
+          INFO(isa_name(isa) << ": " << in_channels << " -> " << out_channels << ", " << pixels << " pixels");
+          for (int64_t p0 = 0; p0 < padded; p0 += kTilePixels)
+            for (int64_t rb = 0; rb * kTileRows < out_channels; ++rb) {
+              std::vector<int32_t> acc(kTileRows * kTilePixels, -7);
+              const int vectors = static_cast<int>((std::min(kTilePixels, padded - p0) + 15) / 16);
+              pointwise_tile(xp.data(), padded, pairs, wp.data() + rb * pairs * kTileRows, p0, vectors, acc.data(), isa);
+              for (int64_t r = 0; r < kTileRows; ++r)
+                for (int64_t j = 0; j < 16 * vectors; ++j) {
+                  const int64_t c = rb * kTileRows + r, p = p0 + j;
+                  int32_t want = 0;
+                  for (int64_t i = 0; c < out_channels && p < pixels && i < in_channels; ++i)
+                    want += w[c * in_channels + i] * x[i * pixels + p];
+                  REQUIRE(acc[r * kTilePixels + j] == want);  // rows and pixels beyond the tensors sum zeros
+                }
+              // Requantized from the tile: every code equals quant::arith::requantize of the sum (one
+              // row with multiplier 0 takes the unfused path).
+              std::vector<int32_t> bias(kTileRows), mult(kTileRows), shift(kTileRows);
+              for (int64_t r = 0; r < kTileRows; ++r) {
+                bias[r] = static_cast<int32_t>(rng() % 2001) - 1000;
+                mult[r] = (in_channels == 7 && r == 2) ? 0 : static_cast<int32_t>((int64_t{1} << 30) + rng() % (1u << 30));
+                shift[r] = mult[r] == 0 ? 0 : 31 + static_cast<int32_t>(rng() % 14);
+              }
+              const int32_t acc_shift = static_cast<int32_t>(rng() % 3), lo = pixels % 2 ? 0 : -128, hi = lo + 255;
+              const int64_t rows = std::min(kTileRows, out_channels - rb * kTileRows), n = std::min(kTilePixels, pixels - p0);
+              if (n <= 0) continue;
+              std::vector<int16_t> codes(rows * pixels, 555);
+              const TileOutput out{bias.data(), mult.data(), shift.data(), acc_shift, lo, hi, codes.data() + p0, pixels, rows, n};
+              pointwise_tile_requantized(xp.data(), padded, pairs, wp.data() + rb * pairs * kTileRows, p0, vectors, out, isa);
+              for (int64_t r = 0; r < rows; ++r)
+                for (int64_t j = 0; j < pixels; ++j) {
+                  if (j < p0 || j >= p0 + n) {
+                    REQUIRE(codes[r * pixels + j] == 555);  // nothing written outside the tile
+                    continue;
+                  }
+                  const quant::arith::FixedPointMultiplier m{mult[r], shift[r]};
+                  REQUIRE(codes[r * pixels + j] == quant::arith::requantize(acc[r * kTilePixels + j - p0], acc_shift,
+                                                                            bias[r], m, lo, hi));
+                }
+            }
+        }
+      }
+}
+
+TEST_CASE("at::parallel_for in prom's code runs on several threads (prom compiles with OpenMP)", "[export]") {
+  // Without OpenMP flags LibTorch's parallel_for header runs every loop on the calling thread.
+  const int threads = torch::get_num_threads();
+  torch::set_num_threads(2);
+  std::mutex mutex;
+  std::set<std::thread::id> seen;
+  at::parallel_for(0, 64, 1, [&](int64_t, int64_t) {
+    std::lock_guard<std::mutex> lock(mutex);
+    seen.insert(std::this_thread::get_id());
+  });
+  torch::set_num_threads(threads);
+  CHECK(seen.size() == 2);
+}
+
+TEST_CASE("parallel and serial engines on every path, and every conv plane kernel, give identical integers", "[export]") {
   QatFixture f;
   auto m = f.exported();
   const int threads = torch::get_num_threads();
   torch::set_num_threads(std::max(2, threads));  // the parallel path splits output channels
-  infer::IntegerEngine parallel(m), serial(m, {true, false}), portable(m, {false, false});
-  auto codes = parallel.quantize_input(f.images.slice(0, 0, 6));
-  auto a = parallel.run(codes);
-  CHECK(torch::equal(a, serial.run(codes)));
-  CHECK(torch::equal(a, portable.run(codes)));
-  for (size_t i = 0; i < m.activations.size(); ++i) CHECK(parallel.activation(i) == portable.activation(i));
-  for (size_t i = 0; i < parallel.counts().size(); ++i) CHECK(parallel.counts()[i].counts == serial.counts()[i].counts);
+  infer::IntegerEngine portable(m, engine_options(infer::kernels::Isa::kPortable, false));
+  auto codes = portable.quantize_input(f.images.slice(0, 0, 6));
+  auto expected = portable.run(codes);
+  for (auto isa : available_isas()) {
+    INFO(infer::kernels::isa_name(isa));
+    infer::IntegerEngine parallel(m, engine_options(isa)), serial(m, engine_options(isa, false));
+    CHECK(torch::equal(parallel.run(codes), expected));
+    CHECK(torch::equal(serial.run(codes), expected));
+    for (size_t i = 0; i < m.activations.size(); ++i) CHECK(parallel.activation(i) == portable.activation(i));
+    for (size_t i = 0; i < parallel.counts().size(); ++i) CHECK(parallel.counts()[i].counts == serial.counts()[i].counts);
+  }
   torch::set_num_threads(threads);
-  // Stem/depthwise planes: odd sizes, strides 1-3, kernels 1, 3 and 5.
-  std::vector<int16_t> x(23 * 29);
-  for (size_t i = 0; i < x.size(); ++i) x[i] = static_cast<int16_t>((i * 53) % 256 - (i % 5 ? 0 : 128));
-  std::vector<int8_t> w(25);
-  for (size_t i = 0; i < w.size(); ++i) w[i] = static_cast<int8_t>((i * 37) % 255 - 127);
+  // Stem/depthwise planes: odd sizes (wide rows, and narrow ones that the vector 3x3 kernels run
+  // flattened), strides 1-3, kernels 1, 3 and 5; kPlaneSlack readable values after the plane, as the
+  // engine leaves them.
+  for (auto [ph, pw] : {std::pair<int64_t, int64_t>{23, 29}, {9, 11}, {6, 5}})
   for (int64_t k : {1, 3, 5})
     for (int64_t s : {1, 2, 3}) {
-      INFO("k " << k << " stride " << s);
-      const int64_t oh = (23 - k) / s + 1, ow = (29 - k) / s + 1;
-      std::vector<int32_t> fast(oh * ow, 5), slow(oh * ow, 5), ref(oh * ow, 5);  // accumulates onto acc
-      infer::kernels::conv_plane(x.data(), 29, w.data(), k, s, oh, ow, fast.data(), true);
-      infer::kernels::conv_plane(x.data(), 29, w.data(), k, s, oh, ow, slow.data(), false);
+      if (k > ph || k > pw) continue;
+      std::vector<int16_t> x(ph * pw + infer::kernels::kPlaneSlack, 0);
+      for (int64_t i = 0; i < ph * pw; ++i) x[i] = static_cast<int16_t>((i * 53) % 256 - (i % 5 ? 0 : 128));
+      std::vector<int8_t> w(25);
+      for (size_t i = 0; i < w.size(); ++i) w[i] = static_cast<int8_t>((i * 37) % 255 - 127);
+      const int64_t oh = (ph - k) / s + 1, ow = (pw - k) / s + 1;
+      std::vector<int32_t> ref(oh * ow, 5);  // the kernels accumulate onto acc
       for (int64_t oy = 0; oy < oh; ++oy)
         for (int64_t ox = 0; ox < ow; ++ox)
           for (int64_t ky = 0; ky < k; ++ky)
-            for (int64_t kx = 0; kx < k; ++kx) ref[oy * ow + ox] += w[ky * k + kx] * x[(oy * s + ky) * 29 + ox * s + kx];
-      CHECK(fast == ref);
-      CHECK(slow == ref);
+            for (int64_t kx = 0; kx < k; ++kx) ref[oy * ow + ox] += w[ky * k + kx] * x[(oy * s + ky) * pw + ox * s + kx];
       // Images innermost: 5 images, image j's plane is x + j (each value shifted by j).
       const int64_t images = 5;
-      std::vector<int16_t> xb(x.size() * images);
-      for (size_t i = 0; i < x.size(); ++i)
+      std::vector<int16_t> xb(ph * pw * images);
+      for (int64_t i = 0; i < ph * pw; ++i)
         for (int64_t j = 0; j < images; ++j) xb[i * images + j] = static_cast<int16_t>(x[i] + j);
-      std::vector<int32_t> fast_b(oh * ow * images, 5), slow_b(oh * ow * images, 5), ref_b(oh * ow * images, 5);
-      infer::kernels::conv_plane_batched(xb.data(), 29, images, w.data(), k, s, oh, ow, fast_b.data(), true);
-      infer::kernels::conv_plane_batched(xb.data(), 29, images, w.data(), k, s, oh, ow, slow_b.data(), false);
       int32_t wsum = 0;
       for (int64_t i = 0; i < k * k; ++i) wsum += w[i];
+      std::vector<int32_t> ref_b(oh * ow * images, 5);
       for (int64_t px = 0; px < oh * ow; ++px)
         for (int64_t j = 0; j < images; ++j) ref_b[px * images + j] = ref[px] + static_cast<int32_t>(j) * wsum;
-      CHECK(fast_b == ref_b);
-      CHECK(slow_b == ref_b);
+      for (auto isa : available_isas()) {
+        INFO(ph << "x" << pw << " plane, k " << k << " stride " << s << ", " << infer::kernels::isa_name(isa));
+        std::vector<int32_t> acc(oh * ow, 5), acc_b(oh * ow * images, 5);
+        infer::kernels::conv_plane(x.data(), pw, w.data(), k, s, oh, ow, acc.data(), isa);
+        CHECK(acc == ref);
+        infer::kernels::conv_plane_batched(xb.data(), pw, images, w.data(), k, s, oh, ow, acc_b.data(), isa);
+        CHECK(acc_b == ref_b);
+      }
     }
 }
 
-TEST_CASE("the AVX2 requantization equals quant::arith::requantize on every lane", "[export]") {
-  if (!infer::kernels::cpu_has_avx2()) {
+TEST_CASE("the vector residual add equals quant::arith::add_requantize on every lane and path", "[export]") {
+  std::mt19937_64 rng(3);
+  int64_t compared = 0;
+  for (int trial = 0; trial < 500; ++trial) {
+    const int n = 1 + static_cast<int>(rng() % 70);  // the 8-lane loop and its scalar tail
+    const int shift = static_cast<int>(rng() % 31);  // 0 takes the scalar path
+    const int64_t mult_a = static_cast<int64_t>(rng() % (uint64_t{1} << 31)), mult_b = static_cast<int64_t>(rng() % (uint64_t{1} << (shift + 1)));
+    const auto grid = trial % 2 ? quant::arith::kUnsignedActivation : quant::arith::kSignedActivation;
+    std::vector<int16_t> a(n), b(n);
+    for (int i = 0; i < n; ++i) {
+      a[i] = static_cast<int16_t>(grid.lo + static_cast<int32_t>(rng() % 256));
+      b[i] = static_cast<int16_t>(-128 + static_cast<int32_t>(rng() % 256));
+    }
+    for (auto isa : available_isas()) {
+      std::vector<int16_t> out(n);
+      infer::kernels::add_requantize(a.data(), b.data(), n, mult_a, mult_b, shift, grid.lo, grid.hi, out.data(), isa);
+      for (int i = 0; i < n; ++i) {
+        INFO(infer::kernels::isa_name(isa) << ": " << a[i] << " * " << mult_a << " + " << b[i] << " * " << mult_b << " >> "
+                                           << shift);
+        REQUIRE(out[i] == quant::arith::add_requantize(a[i], b[i], mult_a, mult_b, shift, grid.lo, grid.hi));
+        ++compared;
+      }
+    }
+  }
+  // A tie each way: (1 * 1 + 0) / 2 = 0.5 -> 0, (3 * 1) / 2 = 1.5 -> 2.
+  const std::vector<int16_t> a = {1, 3, -1, -3, 1, 3, 5, 7}, zero(8, 0);
+  std::vector<int16_t> out(8);
+  infer::kernels::add_requantize(a.data(), zero.data(), 8, 1, 1, 1, -128, 127, out.data(), infer::kernels::best_isa());
+  CHECK(out == std::vector<int16_t>{0, 2, 0, -2, 0, 2, 2, 4});
+  CHECK(compared > 20000);
+}
+
+TEST_CASE("the AVX2 and AVX-512 requantizations equal quant::arith::requantize on every lane", "[export]") {
+  if (infer::kernels::best_isa() == infer::kernels::Isa::kPortable) {
     WARN("SKIPPED: this CPU has no AVX2; only the portable requantization runs");
     return;
   }
+  warn_missing_isas();
   std::mt19937_64 rng(11);
   int64_t compared = 0;
   for (int trial = 0; trial < 2000; ++trial) {
@@ -292,24 +454,26 @@ TEST_CASE("the AVX2 requantization equals quant::arith::requantize on every lane
       }
     }
     if (trial % 5 == 0) acc[0] = static_cast<int32_t>(acc_max), acc[n - 1] = static_cast<int32_t>(-acc_max);
-    std::vector<int16_t> fast(n), portable(n);
-    infer::kernels::requantize(acc.data(), n, acc_shift, bias, multiplier, right_shift, grid.lo, grid.hi, fast.data(), true);
-    infer::kernels::requantize(acc.data(), n, acc_shift, bias, multiplier, right_shift, grid.lo, grid.hi, portable.data(),
-                               false);
     const quant::arith::FixedPointMultiplier m{multiplier, right_shift};
-    for (int i = 0; i < n; ++i) {
-      INFO("acc " << acc[i] << " shift " << acc_shift << " bias " << bias << " m " << multiplier << " >> " << right_shift);
-      REQUIRE(fast[i] == quant::arith::requantize(acc[i], acc_shift, bias, m, grid.lo, grid.hi));
-      REQUIRE(portable[i] == fast[i]);
-      ++compared;
+    for (auto isa : available_isas()) {
+      std::vector<int16_t> out(n);
+      infer::kernels::requantize(acc.data(), n, acc_shift, bias, multiplier, right_shift, grid.lo, grid.hi, out.data(), isa);
+      for (int i = 0; i < n; ++i) {
+        INFO(infer::kernels::isa_name(isa) << ": acc " << acc[i] << " shift " << acc_shift << " bias " << bias << " m "
+                                           << multiplier << " >> " << right_shift);
+        REQUIRE(out[i] == quant::arith::requantize(acc[i], acc_shift, bias, m, grid.lo, grid.hi));
+        ++compared;
+      }
     }
   }
   // Ties in both directions: multiplier 2^30 and shift 31 halve v, so odd v lands on k + 1/2.
   std::vector<int32_t> ties = {1, 3, 5, -1, -3, -5, 7, 9, 11, 13, -7, -9, 2, 4, 0, -2};
-  std::vector<int16_t> out(ties.size());
-  infer::kernels::requantize(ties.data(), static_cast<int64_t>(ties.size()), 0, 0, 1 << 30, 31, -128, 127, out.data(),
-                             true);
-  CHECK(out == std::vector<int16_t>{0, 2, 2, 0, -2, -2, 4, 4, 6, 6, -4, -4, 1, 2, 0, -1});
+  for (auto isa : available_isas()) {
+    INFO(infer::kernels::isa_name(isa));
+    std::vector<int16_t> out(ties.size());
+    infer::kernels::requantize(ties.data(), static_cast<int64_t>(ties.size()), 0, 0, 1 << 30, 31, -128, 127, out.data(), isa);
+    CHECK(out == std::vector<int16_t>{0, 2, 2, 0, -2, -2, 4, 4, 6, 6, -4, -4, 1, 2, 0, -1});
+  }
   INFO(compared << " values compared");
   CHECK(compared > 20000);
 }

@@ -1,0 +1,177 @@
+#include "infer/pointwise_dot.h"
+
+#include <algorithm>
+#include <cstdint>
+
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+#define PROM_X86 1
+#include "infer/requantize_avx512.h"
+#endif
+
+namespace prom::infer::kernels {
+
+void pack_input_pairs(const int16_t* x, int64_t pixels, int64_t in_channels, int64_t k0, int64_t k1, int16_t* xp) {
+  const int64_t padded = padded_pixels(pixels);
+  for (int64_t k = k0; k < k1; ++k) {
+    int16_t* out = xp + k * padded * 2;
+    const int16_t* a = x + 2 * k * pixels;
+    if (2 * k + 1 < in_channels) {
+      const int16_t* b = a + pixels;
+      for (int64_t p = 0; p < pixels; ++p) out[2 * p] = a[p], out[2 * p + 1] = b[p];
+    } else {
+      for (int64_t p = 0; p < pixels; ++p) out[2 * p] = a[p], out[2 * p + 1] = 0;
+    }
+    std::fill(out + 2 * pixels, out + 2 * padded, 0);
+  }
+}
+
+std::vector<int32_t> pack_weight_pairs(const int8_t* w, int64_t out_channels, int64_t in_channels) {
+  const int64_t blocks = (out_channels + kTileRows - 1) / kTileRows, pairs = channel_pairs(in_channels);
+  std::vector<int32_t> packed(blocks * pairs * kTileRows, 0);
+  for (int64_t row = 0; row < out_channels; ++row)
+    for (int64_t k = 0; k < pairs; ++k) {
+      const int8_t lo = w[row * in_channels + 2 * k];
+      const int8_t hi = 2 * k + 1 < in_channels ? w[row * in_channels + 2 * k + 1] : 0;
+      packed[((row / kTileRows) * pairs + k) * kTileRows + row % kTileRows] = int16_pair(lo, hi);
+    }
+  return packed;
+}
+
+namespace {
+
+void tile_portable(const int16_t* xp, int64_t padded, int64_t pairs, const int32_t* weights, int64_t p0, int vectors,
+                   int32_t* acc) {
+  const int64_t n = 16 * vectors;
+  for (int64_t r = 0; r < kTileRows; ++r) std::fill(acc + r * kTilePixels, acc + r * kTilePixels + n, 0);
+  for (int64_t k = 0; k < pairs; ++k) {
+    const int16_t* row = xp + (k * padded + p0) * 2;
+    for (int64_t r = 0; r < kTileRows; ++r) {
+      const uint32_t word = static_cast<uint32_t>(weights[k * kTileRows + r]);
+      const int32_t w0 = static_cast<int16_t>(word & 0xFFFF), w1 = static_cast<int16_t>(word >> 16);
+      int32_t* a = acc + r * kTilePixels;
+      for (int64_t j = 0; j < n; ++j) a[j] += w0 * row[2 * j] + w1 * row[2 * j + 1];
+    }
+  }
+}
+
+#ifdef PROM_X86
+// 4 rows x 16 pixels per pass: 8 accumulators, 2 input vectors and a broadcast weight pair in 16 ymm.
+__attribute__((target("avx2"))) void tile_avx2(const int16_t* xp, int64_t padded, int64_t pairs, const int32_t* weights,
+                                               int64_t p0, int vectors, int32_t* acc) {
+  for (int v = 0; v < vectors; ++v) {
+    __m256i a[kTileRows][2];
+    for (auto& row : a) row[0] = row[1] = _mm256_setzero_si256();
+    const int16_t* x = xp + (p0 + 16 * v) * 2;
+    for (int64_t k = 0; k < pairs; ++k) {
+      const __m256i* row = reinterpret_cast<const __m256i*>(x + k * padded * 2);
+      const __m256i x0 = _mm256_loadu_si256(row), x1 = _mm256_loadu_si256(row + 1);
+      const int32_t* w = weights + k * kTileRows;
+      for (int r = 0; r < kTileRows; ++r) {
+        const __m256i b = _mm256_set1_epi32(w[r]);
+        a[r][0] = _mm256_add_epi32(a[r][0], _mm256_madd_epi16(x0, b));
+        a[r][1] = _mm256_add_epi32(a[r][1], _mm256_madd_epi16(x1, b));
+      }
+    }
+    for (int r = 0; r < kTileRows; ++r) {
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(acc + r * kTilePixels + 16 * v), a[r][0]);
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(acc + r * kTilePixels + 16 * v + 8), a[r][1]);
+    }
+  }
+}
+
+// 4 rows x V vectors of 16 pixels: up to 16 zmm accumulators; vpdpwssd adds both products of a
+// pair to each int32 lane without saturation.
+template <int V>
+__attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni"), always_inline)) inline void accumulate_tile_avx512(
+    const int16_t* xp, int64_t padded, int64_t pairs, const int32_t* weights, int64_t p0, __m512i (&a)[kTileRows][V]) {
+  for (auto& row : a)
+    for (auto& v : row) v = _mm512_setzero_si512();
+  const int16_t* x = xp + p0 * 2;
+  for (int64_t k = 0; k < pairs; ++k) {
+    const int16_t* row = x + k * padded * 2;
+    __m512i xv[V];
+    for (int v = 0; v < V; ++v) xv[v] = _mm512_loadu_si512(row + 32 * v);
+    const int32_t* w = weights + k * kTileRows;
+    for (int r = 0; r < kTileRows; ++r) {
+      const __m512i b = _mm512_set1_epi32(w[r]);
+      for (int v = 0; v < V; ++v) a[r][v] = _mm512_dpwssd_epi32(a[r][v], xv[v], b);
+    }
+  }
+}
+
+template <int V>
+__attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni"))) void tile_avx512(const int16_t* xp, int64_t padded,
+                                                                                 int64_t pairs, const int32_t* weights,
+                                                                                 int64_t p0, int32_t* acc) {
+  __m512i a[kTileRows][V];
+  accumulate_tile_avx512<V>(xp, padded, pairs, weights, p0, a);
+  for (int r = 0; r < kTileRows; ++r)
+    for (int v = 0; v < V; ++v) _mm512_storeu_si512(acc + r * kTilePixels + 16 * v, a[r][v]);
+}
+
+// tile_avx512, then quant::arith::requantize in registers (requantize_avx512.h), narrowed to int16
+// and stored with the tail of valid pixels masked.
+template <int V>
+__attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni"))) void tile_requantized_avx512(const int16_t* xp, int64_t padded,
+                                                                                            int64_t pairs,
+                                                                                            const int32_t* weights, int64_t p0,
+                                                                                            const TileOutput& o) {
+  __m512i a[kTileRows][V];
+  accumulate_tile_avx512<V>(xp, padded, pairs, weights, p0, a);
+  const __m128i acc_shift = _mm_cvtsi32_si128(o.acc_shift);
+  for (int r = 0; r < kTileRows && r < o.rows; ++r) {
+    const RequantLanes512 k = requant_lanes512(o.multiplier[r], o.right_shift[r], o.lo, o.hi);
+    const __m512i bias = _mm512_set1_epi32(o.bias[r]);
+    for (int v = 0; v < V && 16 * v < o.pixels; ++v) {
+      const int64_t left = o.pixels - 16 * v;
+      const __m512i codes = requantize16(_mm512_add_epi32(_mm512_sll_epi32(a[r][v], acc_shift), bias), k);
+      const __mmask16 m = left >= 16 ? __mmask16(0xFFFF) : static_cast<__mmask16>((1u << left) - 1);
+      _mm256_mask_storeu_epi16(o.out + r * o.plane + 16 * v, m, _mm512_cvtepi32_epi16(codes));
+    }
+  }
+}
+#endif
+
+}  // namespace
+
+void pointwise_tile_requantized(const int16_t* xp, int64_t padded, int64_t pairs, const int32_t* weights, int64_t p0,
+                                int vectors, const TileOutput& o, Isa isa) {
+#ifdef PROM_X86
+  // In registers when every row's multiplier takes the vector rounding (as requantize's own rule).
+  bool fused = isa == Isa::kAvx512Vnni && o.lo >= INT16_MIN && o.hi <= INT16_MAX;
+  for (int64_t r = 0; r < o.rows && fused; ++r)
+    fused = o.multiplier[r] != 0 && o.right_shift[r] >= 1 && o.right_shift[r] <= 62;
+  if (fused) {
+    switch (vectors) {
+      case 1: return tile_requantized_avx512<1>(xp, padded, pairs, weights, p0, o);
+      case 2: return tile_requantized_avx512<2>(xp, padded, pairs, weights, p0, o);
+      case 3: return tile_requantized_avx512<3>(xp, padded, pairs, weights, p0, o);
+      default: return tile_requantized_avx512<4>(xp, padded, pairs, weights, p0, o);
+    }
+  }
+#endif
+  alignas(64) int32_t acc[kTileRows * kTilePixels];
+  pointwise_tile(xp, padded, pairs, weights, p0, vectors, acc, isa);
+  for (int64_t r = 0; r < o.rows; ++r)
+    requantize(acc + r * kTilePixels, o.pixels, o.acc_shift, o.bias[r], o.multiplier[r], o.right_shift[r], o.lo, o.hi,
+               o.out + r * o.plane, isa);
+}
+
+void pointwise_tile(const int16_t* xp, int64_t padded, int64_t pairs, const int32_t* weights, int64_t p0, int vectors,
+                    int32_t* acc, Isa isa) {
+#ifdef PROM_X86
+  if (isa == Isa::kAvx512Vnni) {
+    switch (vectors) {
+      case 1: return tile_avx512<1>(xp, padded, pairs, weights, p0, acc);
+      case 2: return tile_avx512<2>(xp, padded, pairs, weights, p0, acc);
+      case 3: return tile_avx512<3>(xp, padded, pairs, weights, p0, acc);
+      default: return tile_avx512<4>(xp, padded, pairs, weights, p0, acc);
+    }
+  }
+  if (isa == Isa::kAvx2) return tile_avx2(xp, padded, pairs, weights, p0, vectors, acc);
+#endif
+  tile_portable(xp, padded, pairs, weights, p0, vectors, acc);
+}
+
+}  // namespace prom::infer::kernels

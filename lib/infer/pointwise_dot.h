@@ -1,0 +1,49 @@
+// Dense dot-product kernels for 1x1 convolutions, ternary and int8 weights alike: the fast paths the
+// engine runs on CPUs with AVX2 or AVX-512 VNNI. Inputs are int16 codes with pairs of input channels
+// interleaved per pixel, so one madd (AVX2) or vpdpwssd (AVX-512 VNNI) instruction multiplies two
+// channels in every pixel lane. Products and sums are exact int32 (|x| <= 255, |w| <= 127, and the
+// engine refuses layers whose worst-case sum does not fit), so every kernel here gives the reference
+// kernels' integers: the multiplication-free ternary kernel (kernels.h) stays what the op counts and
+// the energy report describe, and tests check the fast paths against it bit for bit.
+#pragma once
+#include <cstdint>
+#include <vector>
+
+#include "infer/kernels.h"
+
+namespace prom::infer::kernels {
+
+constexpr int64_t kTileRows = 4;     // output channels per tile
+constexpr int64_t kTilePixels = 64;  // pixels per tile (4 vectors of 16)
+inline int64_t padded_pixels(int64_t pixels) { return (pixels + 15) / 16 * 16; }
+inline int64_t channel_pairs(int64_t channels) { return (channels + 1) / 2; }
+
+// Planes x [in_channels][pixels] -> xp [pair][padded_pixels(pixels)][2]: xp[k][p] = (x[2k][p], x[2k+1][p]),
+// zero beyond in_channels and beyond pixels. Writes pairs [k0, k1) only (threads split the pairs).
+void pack_input_pairs(const int16_t* x, int64_t pixels, int64_t in_channels, int64_t k0, int64_t k1, int16_t* xp);
+
+// Weights w [out_channels][in_channels] -> [row block][pair][kTileRows] int32 words, each holding
+// (w[2k], w[2k+1]) as two int16 halves (low half first); rows beyond out_channels are zero.
+std::vector<int32_t> pack_weight_pairs(const int8_t* w, int64_t out_channels, int64_t in_channels);
+
+// One tile: acc[r * kTilePixels + j] = sum_i w[row0 + r][i] * x[i][p0 + j] for r < kTileRows and
+// j < 16 * vectors (1 <= vectors <= 4), where `weights` points at the row block of row0 in the packed
+// weights and xp at the packed input (row length `padded` pixels).
+void pointwise_tile(const int16_t* xp, int64_t padded, int64_t pairs, const int32_t* weights, int64_t p0, int vectors,
+                    int32_t* acc, Isa isa);
+
+// Where a tile's requantized codes go, and how (quant::arith::requantize per value, channel r of the
+// tile using bias[r], multiplier[r], right_shift[r]).
+struct TileOutput {
+  const int32_t *bias, *multiplier, *right_shift;  // at the tile's first output channel
+  int32_t acc_shift, lo, hi;
+  int16_t* out;          // the tile's first output channel's plane, at pixel p0
+  int64_t plane;         // values per output plane
+  int64_t rows, pixels;  // valid output channels (<= kTileRows) and pixels (<= 16 * vectors)
+};
+
+// pointwise_tile, then requantization into `out`. AVX-512 VNNI requantizes from the registers.
+void pointwise_tile_requantized(const int16_t* xp, int64_t padded, int64_t pairs, const int32_t* weights, int64_t p0,
+                                int vectors, const TileOutput& out, Isa isa);
+
+}  // namespace prom::infer::kernels
