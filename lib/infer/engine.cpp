@@ -266,7 +266,7 @@ void IntegerEngine::conv_int8_pointwise(const IntOp& op, const ConvPlanes& p) {
   for_channels(parallel_, op.out_channels, op.in_channels * p.out_pixels, [&](int64_t c0, int64_t c1) {
     int32_t* acc = thread_acc(max_pixels);
     for (int64_t c = c0; c < c1; ++c) {
-      kernels::int8_pointwise(p.x, p.in_pixels, op.in_channels, w + c * op.in_channels, acc, p.isa);
+      kernels::int8_pointwise(p.x, p.in_pixels, op.in_channels, w + c * op.in_channels, acc);
       p.requantize(acc, c);
     }
   });

@@ -13,7 +13,7 @@
 namespace prom::infer {
 
 struct EngineOptions {
-  bool allow_avx2 = true;  // false forces the portable kernels (the tests run both)
+  bool allow_avx2 = true;  // false forces the portable kernels (the tests run every path)
   bool parallel = true;    // convolutions split output channels over LibTorch's intra-op threads
   // Images run together: activations are laid out [C][image][H*W], so a 1x1 convolution sees
   // images x pixels values per channel (full vectors even at 2x2 pixels) and each layer hands work to

@@ -189,43 +189,6 @@ __attribute__((target("avx2"))) void ternary_pointwise_avx2(const int16_t* x, in
   }
 }
 
-__attribute__((target("avx2"))) void int8_pointwise_avx2(const int16_t* x, int64_t pixels, int64_t in_channels,
-                                                         const int8_t* w, int32_t* acc) {
-  int64_t p = 0;
-  for (; p + 16 <= pixels; p += 16) {
-    __m256i lo = _mm256_setzero_si256(), hi = _mm256_setzero_si256();
-    // Pairs of input channels through madd: (x0*w0 + x1*w1) per int32 lane.
-    int64_t i = 0;
-    for (; i + 2 <= in_channels; i += 2) {
-      __m256i a = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x + i * pixels + p));
-      __m256i b = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x + (i + 1) * pixels + p));
-      __m256i ab_lo = _mm256_unpacklo_epi16(a, b), ab_hi = _mm256_unpackhi_epi16(a, b);
-      __m256i wv = _mm256_set1_epi32(static_cast<int32_t>((static_cast<uint32_t>(static_cast<uint16_t>(w[i + 1])) << 16) |
-                                                          static_cast<uint16_t>(w[i])));
-      lo = _mm256_add_epi32(lo, _mm256_madd_epi16(ab_lo, wv));
-      hi = _mm256_add_epi32(hi, _mm256_madd_epi16(ab_hi, wv));
-    }
-    // unpack interleaves within 128-bit lanes: lo holds pixels 0-3 and 8-11, hi 4-7 and 12-15.
-    alignas(32) int32_t l[8], h[8];
-    _mm256_store_si256(reinterpret_cast<__m256i*>(l), lo);
-    _mm256_store_si256(reinterpret_cast<__m256i*>(h), hi);
-    int32_t* out = acc + p;
-    for (int k = 0; k < 4; ++k) {
-      out[k] = l[k];
-      out[4 + k] = h[k];
-      out[8 + k] = l[4 + k];
-      out[12 + k] = h[4 + k];
-    }
-    for (; i < in_channels; ++i)
-      for (int k = 0; k < 16; ++k) out[k] += static_cast<int32_t>(w[i]) * x[i * pixels + p + k];
-  }
-  for (; p < pixels; ++p) {
-    int32_t s = 0;
-    for (int64_t i = 0; i < in_channels; ++i) s += static_cast<int32_t>(w[i]) * x[i * pixels + p];
-    acc[p] = s;
-  }
-}
-
 // quant::arith::requantize on 4 int64 lanes: p = v * multiplier exactly (|p| < 2^62), then
 // p / 2^s rounded to nearest, ties to even, from a logical shift of p + 2^62 (non-negative, and
 // 2^62 is a multiple of 2^s, so the remainder is p's), then clamped to [lo, hi].
@@ -485,10 +448,7 @@ void ternary_pointwise(const int16_t* x, int64_t pixels, const int32_t* plus, in
   ternary_pointwise_portable(x, pixels, plus, n_plus, minus, n_minus, acc);
 }
 
-void int8_pointwise(const int16_t* x, int64_t pixels, int64_t in_channels, const int8_t* w, int32_t* acc, Isa isa) {
-#ifdef PROM_X86
-  if (isa != Isa::kPortable) return int8_pointwise_avx2(x, pixels, in_channels, w, acc);
-#endif
+void int8_pointwise(const int16_t* x, int64_t pixels, int64_t in_channels, const int8_t* w, int32_t* acc) {
   int8_pointwise_portable(x, pixels, in_channels, w, acc);
 }
 

@@ -25,8 +25,9 @@ inline int32_t int16_pair(int32_t lo, int32_t hi) {
 void ternary_pointwise(const int16_t* x, int64_t pixels, const int32_t* plus, int64_t n_plus, const int32_t* minus,
                        int64_t n_minus, int32_t* acc, Isa isa);
 
-// int8 1x1 convolution for one output channel: acc[p] = sum_i w[i] * x[i][p].
-void int8_pointwise(const int16_t* x, int64_t pixels, int64_t in_channels, const int8_t* w, int32_t* acc, Isa isa);
+// int8 1x1 convolution for one output channel: acc[p] = sum_i w[i] * x[i][p]. The reference (portable)
+// kernel; the AVX2 and AVX-512 paths run 1x1 layers on the dot-product tiles of pointwise_dot.h.
+void int8_pointwise(const int16_t* x, int64_t pixels, int64_t in_channels, const int8_t* w, int32_t* acc);
 
 // One k x k input plane of a stem/depthwise convolution, accumulated: acc[oy][ox] +=
 // sum_{ky,kx} w[ky*k + kx] * x[(oy*stride + ky) * width + ox*stride + kx], where x is the zero-padded plane
