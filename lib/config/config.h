@@ -37,6 +37,9 @@ struct ModelConfig {
   double width_mult = 1.0;
   int round_nearest = 8;
   double dropout = 0.2;
+  // BatchNorm momentum (PyTorch's convention); 0: the network's own (torchvision: 0.1, MobileNetV3
+  // 0.01, MNASNet 0.0003, whose running statistics need ~10,000 steps to settle).
+  double bn_momentum = 0.0;
   int64_t input_size = 224;      // used by --describe and the benchmarks
   bool small_input = false;      // for 28-64 px inputs: fewer early downsamplings
   int small_input_stages = 1;    // how many early stride-2 stages become stride 1 (1: stem only)
@@ -48,6 +51,7 @@ struct ModelConfig {
     v.field("width_mult", width_mult, between(0.05, 4.0));
     v.field("round_nearest", round_nearest, between(1, 64));
     v.field("dropout", dropout, between(0, 0.99));
+    v.field("bn_momentum", bn_momentum, between(0, 1));
     v.field("input_size", input_size, between(8, 4096));
     v.field("small_input", small_input);
     v.field("small_input_stages", small_input_stages, between(1, 2));

@@ -35,13 +35,14 @@ struct ActQuantConfig {
 };
 
 struct QuantRule {
-  std::vector<std::string> roles;  // stem, depthwise, pointwise_expand, pointwise_project, last_conv, classifier
+  std::vector<std::string> roles;  // model::LayerRole names (lib/model/layer.h)
   std::vector<std::string> names;  // layer-name globs, e.g. "features.1*" (fnmatch)
   WeightQuantConfig weight;
   ActQuantConfig input;
   template <class V> void visit(V& v) {
     v.field("roles", roles,
-            one_of({"stem", "depthwise", "pointwise_expand", "pointwise_project", "last_conv", "classifier"}));
+            one_of({"stem", "depthwise", "pointwise_expand", "pointwise_project", "last_conv", "classifier", "se_reduce",
+                    "se_expand", "classifier_hidden"}));
     v.field("names", names);
     v.section("weight", weight);
     v.section("input", input);

@@ -230,10 +230,12 @@ Report make_report(const std::vector<OpSpec>& specs, const config::EnergyConfig&
     rep.roles.push_back({name});
   }
   rep.total.role = "total";
+  std::vector<bool> present(rep.roles.size(), false);
   for (size_t i = 0; i < specs.size(); ++i) {
     std::string key = specs[i].kind == OpKind::kAdd       ? "add"
                       : specs[i].kind == OpKind::kAvgPool ? "avgpool"
                                                           : model::role_name(specs[i].role);
+    present[index[key]] = true;
     accumulate(rep.roles[index[key]], specs[i], counts[i].counts, e, packing);
     accumulate(rep.total, specs[i], counts[i].counts, e, packing);
     if (specs[i].ternary) {
@@ -241,6 +243,11 @@ Report make_report(const std::vector<OpSpec>& specs, const config::EnergyConfig&
       rep.ternary_nonzero += specs[i].nonzero_weights;
     }
   }
+  // Only the roles the network has (MobileNetV2 has no squeeze-and-excitation, for one).
+  std::vector<RoleFigures> roles;
+  for (size_t r = 0; r < rep.roles.size(); ++r)
+    if (present[r]) roles.push_back(rep.roles[r]);
+  rep.roles = std::move(roles);
   rep.fp16_energy_ratio = rep.total.fp16_pj / rep.total.energy_pj;
   rep.fp32_energy_ratio = rep.total.fp32_pj / rep.total.energy_pj;
   rep.paper_fp16_energy_ratio = rep.total.fp16_pj / rep.total.paper_pj;

@@ -48,7 +48,7 @@ IntOp conv_op(const model::LayerInfo& info, const model::GraphNode& node, quant:
   op.padding = info.padding;
   op.groups = info.groups;
   op.ternary = l.ternary;
-  op.relu6 = node.relu6;
+  op.relu6 = node.activation == model::Activation::kRelu6;
   op.weight = l.weight;
   op.bias = l.bias;
   op.acc_shift = l.acc_shift;

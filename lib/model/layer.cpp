@@ -5,9 +5,10 @@
 namespace prom::model {
 
 const std::vector<LayerRole>& all_roles() {
-  static const std::vector<LayerRole> roles = {LayerRole::kStem,           LayerRole::kDepthwise,
-                                               LayerRole::kPointwiseExpand, LayerRole::kPointwiseProject,
-                                               LayerRole::kLastConv,        LayerRole::kClassifier};
+  static const std::vector<LayerRole> roles = {
+      LayerRole::kStem,     LayerRole::kDepthwise,  LayerRole::kPointwiseExpand, LayerRole::kPointwiseProject,
+      LayerRole::kLastConv, LayerRole::kClassifier, LayerRole::kSeReduce,        LayerRole::kSeExpand,
+      LayerRole::kClassifierHidden};
   return roles;
 }
 
@@ -19,6 +20,9 @@ const char* role_name(LayerRole role) {
     case LayerRole::kPointwiseProject: return "pointwise_project";
     case LayerRole::kLastConv: return "last_conv";
     case LayerRole::kClassifier: return "classifier";
+    case LayerRole::kSeReduce: return "se_reduce";
+    case LayerRole::kSeExpand: return "se_expand";
+    case LayerRole::kClassifierHidden: return "classifier_hidden";
   }
   return "unknown";
 }
@@ -26,8 +30,40 @@ const char* role_name(LayerRole role) {
 LayerRole role_from_name(const std::string& name) {
   for (LayerRole r : all_roles())
     if (name == role_name(r)) return r;
-  throw ConfigError("unknown layer role '" + name +
-                    "' (roles: stem, depthwise, pointwise_expand, pointwise_project, last_conv, classifier)");
+  std::string known;
+  for (LayerRole r : all_roles()) known += std::string(known.empty() ? "" : ", ") + role_name(r);
+  throw ConfigError("unknown layer role '" + name + "' (roles: " + known + ")");
+}
+
+const char* activation_name(Activation activation) {
+  switch (activation) {
+    case Activation::kNone: return "none";
+    case Activation::kRelu: return "relu";
+    case Activation::kRelu6: return "relu6";
+    case Activation::kHardswish: return "hardswish";
+    case Activation::kHardsigmoid: return "hardsigmoid";
+    case Activation::kSilu: return "silu";
+    case Activation::kSigmoid: return "sigmoid";
+  }
+  return "unknown";
+}
+
+torch::Tensor apply_activation(Activation activation, const torch::Tensor& x) {
+  switch (activation) {
+    case Activation::kNone: return x;
+    case Activation::kRelu: return torch::relu(x);
+    case Activation::kRelu6: return torch::clamp(x, 0, 6);
+    case Activation::kHardswish: return torch::hardswish(x);
+    case Activation::kHardsigmoid: return torch::hardsigmoid(x);
+    case Activation::kSilu: return torch::silu(x);
+    case Activation::kSigmoid: return torch::sigmoid(x);
+  }
+  return x;
+}
+
+bool nonnegative_output(Activation activation) {
+  return activation == Activation::kRelu || activation == Activation::kRelu6 ||
+         activation == Activation::kHardsigmoid || activation == Activation::kSigmoid;
 }
 
 const char* node_kind_name(NodeKind kind) {
@@ -36,6 +72,7 @@ const char* node_kind_name(NodeKind kind) {
     case NodeKind::kLinear: return "linear";
     case NodeKind::kAdd: return "add";
     case NodeKind::kGlobalAvgPool: return "avgpool";
+    case NodeKind::kMul: return "mul";
   }
   return "unknown";
 }

@@ -8,13 +8,32 @@
 
 namespace prom::model {
 
-// The quantization policy keys on these roles.
-enum class LayerRole { kStem, kDepthwise, kPointwiseExpand, kPointwiseProject, kLastConv, kClassifier };
+// The quantization policy keys on these roles. Squeeze-and-excitation blocks (MobileNetV3,
+// EfficientNet) add their two 1x1 convolutions; MobileNetV3's head adds a hidden linear layer.
+enum class LayerRole {
+  kStem,
+  kDepthwise,
+  kPointwiseExpand,
+  kPointwiseProject,
+  kLastConv,
+  kClassifier,
+  kSeReduce,
+  kSeExpand,
+  kClassifierHidden
+};
 
 const char* role_name(LayerRole role);
 // Throws prom::ConfigError for an unknown name.
 LayerRole role_from_name(const std::string& name);
 const std::vector<LayerRole>& all_roles();
+
+// The elementwise function that follows a layer (after its BatchNorm), as torchvision defines it.
+enum class Activation { kNone, kRelu, kRelu6, kHardswish, kHardsigmoid, kSilu, kSigmoid };
+const char* activation_name(Activation activation);
+// f(x) in float, out of place: what the modules compute (the reference for integer tables).
+torch::Tensor apply_activation(Activation activation, const torch::Tensor& x);
+// True where every output of `activation` is >= 0 (its consumer may quantize to unsigned codes).
+bool nonnegative_output(Activation activation);
 
 // A transform applied to a layer's weight or input: fake quantization (lib/quant) plugs in here, so
 // the model needs no knowledge of quantizers. The float model has none and keeps torchvision's names.
@@ -63,26 +82,27 @@ struct LayerInfo {
   int64_t in_channels = 0, out_channels = 0;
   int64_t kernel = 1, stride = 1, padding = 0, groups = 1;
   std::string bn_name;                     // state-dict prefix of the following BatchNorm ("" if none)
-  bool input_nonnegative = false;          // the input comes from a ReLU6 (unsigned activations)
+  bool input_nonnegative = false;          // the input comes from a ReLU or ReLU6 (unsigned activations)
   HookedConv2d conv{nullptr};              // set for convolutions
   torch::nn::BatchNorm2d bn{nullptr};      // set where a BatchNorm follows
   HookedLinear linear{nullptr};            // set for the classifier
-  bool relu6 = false;      // a ReLU6 follows the BatchNorm
-  DeferrableRelu6 act{nullptr};  // that ReLU6 (set with relu6)
+  Activation activation = Activation::kNone;  // what follows the BatchNorm (or the bias)
+  DeferrableRelu6 act{nullptr};  // the module, where the activation is a ReLU6 (lib/quant may fuse it)
 };
 
 // The model's dataflow over numbered tensors, in execution order: what lowering walks, what the exact
 // fake-quant forward executes and what the integer graph mirrors (one tensor id space for all three).
 // Tensor 0 is the input image; node k writes tensor k + 1 (models build it with that numbering).
-enum class NodeKind { kConv, kLinear, kAdd, kGlobalAvgPool };
+// kMul scales its first input's channels by its second input (a [N, C, 1, 1] gate): squeeze-and-excitation.
+enum class NodeKind { kConv, kLinear, kAdd, kGlobalAvgPool, kMul };
 const char* node_kind_name(NodeKind kind);
 
 struct GraphNode {
   NodeKind kind = NodeKind::kConv;
   int layer = -1;           // kConv / kLinear: index into layers()
-  std::vector<int> inputs;  // kAdd: {skip, branch}; otherwise one tensor
+  std::vector<int> inputs;  // kAdd: {skip, branch}; kMul: {features, gate}; otherwise one tensor
   int output = -1;
-  bool relu6 = false;       // kConv: a ReLU6 follows the convolution (and its BatchNorm)
+  Activation activation = Activation::kNone;  // kConv / kLinear: what follows the layer (and its BatchNorm)
 };
 
 // The exact integer forward (lib/quant/exact_forward.h) as a model sees it.

@@ -3,7 +3,10 @@
 #include <functional>
 
 #include "core/error.h"
+#include "model/efficientnet.h"
+#include "model/mnasnet.h"
 #include "model/mobilenetv2.h"
+#include "model/mobilenetv3.h"
 
 namespace prom::model {
 namespace {
@@ -15,19 +18,79 @@ struct Entry {
   Factory make;
 };
 
+int stride_one_stages(const config::ModelConfig& c) { return c.small_input ? c.small_input_stages : 0; }
+
 std::shared_ptr<ClassifierModel> make_mobilenet_v2(const config::ModelConfig& c) {
   MobileNetV2Options o;
   o.num_classes = c.num_classes;
   o.width_mult = c.width_mult;
   o.round_nearest = c.round_nearest;
   o.dropout = c.dropout;
-  o.stride_one_stages = c.small_input ? c.small_input_stages : 0;
+  o.stride_one_stages = stride_one_stages(c);
+  o.bn_momentum = c.bn_momentum;
   return std::make_shared<MobileNetV2Impl>(o);
+}
+
+// round_nearest is MobileNetV2's parameter; the other builders round to multiples of 8 themselves.
+void require_default_rounding(const config::ModelConfig& c) {
+  if (c.round_nearest != 8)
+    throw ConfigKeyError("model.round_nearest: " + c.arch + " rounds channels to multiples of 8 (torchvision); " +
+                         "round_nearest applies to mobilenet_v2 only");
+}
+
+Factory mobilenet_v3(bool large) {
+  return [large](const config::ModelConfig& c) -> std::shared_ptr<ClassifierModel> {
+    require_default_rounding(c);
+    MobileNetV3Options o;
+    o.large = large;
+    o.num_classes = c.num_classes;
+    o.width_mult = c.width_mult;
+    o.dropout = c.dropout;
+    o.stride_one_stages = stride_one_stages(c);
+    o.bn_momentum = c.bn_momentum;
+    return std::make_shared<MobileNetV3Impl>(o);
+  };
+}
+
+// mnasnet0_5 ... mnasnet1_3: the name fixes the width, as in torchvision.
+Factory mnasnet(const char* name, double alpha) {
+  return [name, alpha](const config::ModelConfig& c) -> std::shared_ptr<ClassifierModel> {
+    require_default_rounding(c);
+    if (c.width_mult != 1.0)
+      throw ConfigKeyError(std::string("model.width_mult: ") + name +
+                           " fixes its width; pick mnasnet0_5, mnasnet0_75, mnasnet1_0 or mnasnet1_3 instead");
+    MNASNetOptions o;
+    o.arch = name;
+    o.alpha = alpha;
+    o.num_classes = c.num_classes;
+    o.dropout = c.dropout;
+    o.stride_one_stages = stride_one_stages(c);
+    o.bn_momentum = c.bn_momentum;
+    return std::make_shared<MNASNetImpl>(o);
+  };
+}
+
+std::shared_ptr<ClassifierModel> make_efficientnet_b0(const config::ModelConfig& c) {
+  require_default_rounding(c);
+  EfficientNetOptions o;
+  o.num_classes = c.num_classes;
+  o.width_mult = c.width_mult;
+  o.dropout = c.dropout;
+  o.stride_one_stages = stride_one_stages(c);
+  o.bn_momentum = c.bn_momentum;
+  return std::make_shared<EfficientNetImpl>(o);
 }
 
 const std::vector<Entry>& registry() {
   static const std::vector<Entry> entries = {
       {"mobilenet_v2", make_mobilenet_v2},
+      {"mobilenet_v3_small", mobilenet_v3(false)},
+      {"mobilenet_v3_large", mobilenet_v3(true)},
+      {"mnasnet0_5", mnasnet("mnasnet0_5", 0.5)},
+      {"mnasnet0_75", mnasnet("mnasnet0_75", 0.75)},
+      {"mnasnet1_0", mnasnet("mnasnet1_0", 1.0)},
+      {"mnasnet1_3", mnasnet("mnasnet1_3", 1.3)},
+      {"efficientnet_b0", make_efficientnet_b0},
   };
   return entries;
 }

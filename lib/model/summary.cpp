@@ -27,29 +27,37 @@ std::string grouped(int64_t v) {
 
 ModelSummary summarize(const ClassifierModel& model, int64_t input_size) {
   ModelSummary s;
-  int64_t h = input_size, w = input_size;
-  for (const auto& info : model.layers()) {
-    LayerSummary row;
-    row.name = info.name;
-    row.role = info.role;
-    if (info.is_linear) {
-      row.weight_shape = info.linear->weight.sizes().vec();
-      row.params = info.linear->weight.numel() + (info.linear->bias.defined() ? info.linear->bias.numel() : 0);
-      row.macs = info.in_channels * info.out_channels;
-    } else {
-      h = (h + 2 * info.padding - info.kernel) / info.stride + 1;
-      w = (w + 2 * info.padding - info.kernel) / info.stride + 1;
-      row.out_h = h;
-      row.out_w = w;
-      row.weight_shape = info.conv->weight.sizes().vec();
-      row.params = info.conv->weight.numel();
-      if (info.conv->bias.defined()) row.params += info.conv->bias.numel();
-      row.macs = info.out_channels * h * w * (info.in_channels / info.groups) * info.kernel * info.kernel;
+  const auto& layers = model.layers();
+  s.layers.resize(layers.size());
+  // Spatial size of every graph tensor (tensor 0: the input image).
+  std::vector<std::pair<int64_t, int64_t>> size{{input_size, input_size}};
+  for (const auto& node : model.graph()) {
+    auto [h, w] = size.at(node.inputs.at(0));
+    if (node.kind == NodeKind::kGlobalAvgPool || node.kind == NodeKind::kLinear) h = w = 1;
+    if (node.layer >= 0) {
+      const LayerInfo& info = layers.at(node.layer);
+      LayerSummary& row = s.layers[node.layer];
+      row.name = info.name;
+      row.role = info.role;
+      if (info.is_linear) {
+        row.weight_shape = info.linear->weight.sizes().vec();
+        row.params = info.linear->weight.numel() + (info.linear->bias.defined() ? info.linear->bias.numel() : 0);
+        row.macs = info.in_channels * info.out_channels;
+      } else {
+        h = (h + 2 * info.padding - info.kernel) / info.stride + 1;
+        w = (w + 2 * info.padding - info.kernel) / info.stride + 1;
+        row.out_h = h;
+        row.out_w = w;
+        row.weight_shape = info.conv->weight.sizes().vec();
+        row.params = info.conv->weight.numel();
+        if (info.conv->bias.defined()) row.params += info.conv->bias.numel();
+        row.macs = info.out_channels * h * w * (info.in_channels / info.groups) * info.kernel * info.kernel;
+      }
+      if (info.bn) row.params += info.bn->weight.numel() + info.bn->bias.numel();
+      s.total_params += row.params;
+      s.total_macs += row.macs;
     }
-    if (info.bn) row.params += info.bn->weight.numel() + info.bn->bias.numel();
-    s.total_params += row.params;
-    s.total_macs += row.macs;
-    s.layers.push_back(row);
+    size.emplace_back(h, w);
   }
   return s;
 }

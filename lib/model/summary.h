@@ -22,7 +22,9 @@ struct ModelSummary {
   int64_t total_macs = 0;
 };
 
-// Walks the layers in forward order, computing spatial sizes analytically.
+// Walks the dataflow graph, computing spatial sizes analytically; one row per layer, in layer order.
+// MACs are the convolutions' and linear layers' multiply-accumulates (as torchvision-based counters
+// count them); elementwise work (activations, residual adds, SE scaling, pooling) is not in them.
 ModelSummary summarize(const ClassifierModel& model, int64_t input_size);
 
 // A fixed-width table with totals, for `prom-eval --describe`.

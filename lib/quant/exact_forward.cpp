@@ -151,6 +151,8 @@ torch::Tensor ExactForwardImpl::exact_logits(const torch::Tensor& x) {
         break;
       case model::NodeKind::kGlobalAvgPool: codes[node.output] = average_pool_codes(codes[node.inputs[0]]); break;
       case model::NodeKind::kLinear: codes[node.output] = run_linear(i, codes[node.inputs[0]], low); break;
+      case model::NodeKind::kMul:  // refused by check_quantizable (lib/quant/policy.h)
+        throw Error("exact forward: squeeze-and-excitation is not supported");
     }
     if (!recording_)
       for (int t : node.inputs)

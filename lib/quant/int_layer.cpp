@@ -105,10 +105,8 @@ void fill_requantization(const model::LayerInfo& l, const LayerQuantIO& io, cons
   const arith::CodeGrid grid = arith::activation_grid(io.output_unsigned);
   out->clamp_lo = grid.lo;
   out->clamp_hi = grid.hi;
-  if (io.relu6) {
-    out->clamp_lo = std::max(grid.lo, 0);
-    out->clamp_hi = std::min(grid.hi, arith::relu6_code(io.output_scale, grid));
-  }
+  if (io.relu || io.relu6) out->clamp_lo = std::max(grid.lo, 0);
+  if (io.relu6) out->clamp_hi = std::min(grid.hi, arith::relu6_code(io.output_scale, grid));
 }
 
 }  // namespace
@@ -158,6 +156,7 @@ std::vector<ActivationQuantImpl*> tensor_quantizers(model::ClassifierModel& net)
         assign(node.inputs[0], as_activation(net.pool_hook()));
         assign(node.output, as_activation(net.pool_hook()));
         break;
+      case model::NodeKind::kMul: break;  // refused by check_quantizable (lib/quant/policy.h)
     }
   }
   return q;
@@ -182,7 +181,8 @@ LayerQuantIO layer_io(const model::GraphNode& node, const std::vector<Activation
     if (!out || !out->initialized()) refuse(name, "its output is not quantized (int8 activations needed)");
     io.output_scale = out->scale();
     io.output_unsigned = out->is_unsigned();
-    io.relu6 = node.relu6;
+    io.relu = node.activation == model::Activation::kRelu;
+    io.relu6 = node.activation == model::Activation::kRelu6;
   }
   return io;
 }

@@ -52,7 +52,8 @@ struct LayerQuantIO {
   bool input_unsigned = false;
   double output_scale = 1;  // conv: the step of the tensor it writes
   bool output_unsigned = false;
-  bool relu6 = false;
+  bool relu = false;   // a ReLU follows the layer: clamp at code 0
+  bool relu6 = false;  // a ReLU6 follows: clamp at the codes of 0 and 6
   int multiplier_bits = 31;  // requant_multiplier_bits
 };
 

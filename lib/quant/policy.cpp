@@ -35,7 +35,8 @@ bool reads_through(const model::ClassifierModel& model, const model::GraphNode& 
     }
     case model::NodeKind::kLinear: return layers[node.layer].linear->input_hook.get() == quantizer;
     case model::NodeKind::kGlobalAvgPool: return model.pool_hook().get() == quantizer;
-    case model::NodeKind::kAdd: return false;
+    case model::NodeKind::kAdd:
+    case model::NodeKind::kMul: return false;
   }
   return false;
 }
@@ -48,7 +49,8 @@ void fuse_relu6_into_quantizers(model::ClassifierModel& model) {
   const auto& layers = model.layers();
   auto q = tensor_quantizers(model);
   for (const auto& producer : graph) {
-    if (producer.kind != model::NodeKind::kConv || !producer.relu6 || !layers[producer.layer].act) continue;
+    if (producer.kind != model::NodeKind::kConv || producer.activation != model::Activation::kRelu6 ||
+        !layers[producer.layer].act) continue;
     ActivationQuantImpl* quantizer = q[producer.output];
     bool fuse = quantizer && quantizer->is_unsigned() && !quantizer->learned();
     for (const auto& consumer : graph)
@@ -61,7 +63,29 @@ void fuse_relu6_into_quantizers(model::ClassifierModel& model) {
 
 }  // namespace
 
+void check_quantizable(const model::ClassifierModel& model) {
+  const auto& graph = model.graph();
+  const auto& layers = model.layers();
+  auto refuse = [&](const std::string& what) {
+    throw ConfigKeyError("model.arch: " + model.arch() + " " + what +
+                         ", which prom's quantization, export and integer engine do not support yet (they run "
+                         "mobilenet_v2 and mnasnet); train it in float (quant.enabled: false)");
+  };
+  for (size_t i = 0; i < graph.size(); ++i) {
+    const auto& node = graph[i];
+    if (node.kind == model::NodeKind::kMul) refuse("has squeeze-and-excitation blocks");
+    // ReLU and ReLU6 are clamps of the requantized codes; the others need tables (issue 16).
+    if (node.layer >= 0 && node.activation != model::Activation::kNone && node.activation != model::Activation::kRelu &&
+        node.activation != model::Activation::kRelu6)
+      refuse(std::string("has ") + model::activation_name(node.activation) + " activations (first: " +
+             layers[node.layer].name + ")");
+    if (node.kind == model::NodeKind::kLinear && i + 1 != graph.size())
+      refuse("has a linear layer before its classifier (" + layers[node.layer].name + ")");
+  }
+}
+
 std::vector<LayerAssignment> resolve_policy(const config::QuantConfig& config, const model::ClassifierModel& model) {
+  check_quantizable(model);
   const auto& layers = model.layers();
   // Layers whose output is a residual branch (the add node's second input).
   std::vector<bool> feeds_add(layers.size(), false);

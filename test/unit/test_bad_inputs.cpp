@@ -427,7 +427,15 @@ TEST_CASE("limits: sizes and paths a config cannot exceed", "[bad_input]") {
 TEST_CASE("configs that load but do not fit: exit 2 naming the config file", "[bad_input]") {
   run_cases({
       {"unknown architecture", [](Scratch& s) { return train("-c " + s.tiny() + " --set model.arch=resnet"); }, 2,
-       {"{dir}/c.yaml: model.arch: unknown architecture 'resnet'"}},
+       {"{dir}/c.yaml: model.arch: unknown architecture 'resnet' (known: mobilenet_v2, mobilenet_v3_small, "
+        "mobilenet_v3_large, mnasnet0_5, mnasnet0_75, mnasnet1_0, mnasnet1_3, efficientnet_b0)"}},
+      {"a width for a network whose name fixes it",
+       [](Scratch& s) { return train("-c " + s.tiny() + " --set model.arch=mnasnet0_5"); }, 2,
+       {"{dir}/c.yaml: model.width_mult: mnasnet0_5 fixes its width"}},
+      {"quantization of a network it cannot represent yet",
+       [](Scratch& s) { return eval("--report energy -c " + s.art.qat_yaml + " --set model.arch=efficientnet_b0"); }, 2,
+       {"{art}/qat.yaml: model.arch: efficientnet_b0 has silu activations (first: features.0.0)",
+        "train it in float (quant.enabled: false)"}},
       {"class count differs from the data", [](Scratch& s) { return train("-c " + s.tiny() + " --set model.num_classes=5"); },
        2, {"{dir}/c.yaml: model.num_classes: 5 but the training data has 4 classes"}},
       {"batch larger than the data", [](Scratch& s) { return train("-c " + s.tiny() + " --set train.batch_size=64"); }, 2,

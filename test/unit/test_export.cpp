@@ -46,18 +46,22 @@ int qat_steps() {
   return steps ? std::max(1, std::atoi(steps)) : kFullQatSteps;
 }
 
-// A small PROM-quantized MobileNetV2 with trained observers and non-trivial BN statistics.
+// A small PROM-quantized MobileNetV2 (or another network) with trained observers and non-trivial BN
+// statistics.
 struct QatFixture {
   std::shared_ptr<model::ClassifierModel> net;
   torch::Tensor images;
   config::QuantConfig quant;
   // requant: quant.requant (fixed_point32 | short | power_of_two). steps: QAT steps (-1: qat_steps()).
+  // arch: a network quantization supports (mobilenet_v2 at width 0.35; others at their own width).
   explicit QatFixture(const std::string& policy_name = "prom", int64_t size = 32,
-                      const std::string& requant = "fixed_point32", int steps = -1) {
+                      const std::string& requant = "fixed_point32", int steps = -1,
+                      const std::string& arch = "mobilenet_v2") {
     torch::manual_seed(7);
     config::ModelConfig mc;
+    mc.arch = arch;
     mc.num_classes = 5;
-    mc.width_mult = 0.35;
+    mc.width_mult = arch == "mobilenet_v2" ? 0.35 : 1.0;
     mc.small_input = true;
     mc.dropout = 0;
     net = model::create_model(mc);
@@ -803,6 +807,16 @@ int64_t code_mismatches(model::ClassifierModel& net, infer::IntegerEngine& engin
   return bad;
 }
 
+// 0 code mismatches on every tensor, over at least `min_compared` codes.
+void check_codes_equal(model::ClassifierModel& net, infer::IntegerEngine& engine, const torch::Tensor& images,
+                       int64_t min_compared) {
+  int64_t total = 0;
+  const int64_t bad = code_mismatches(net, engine, images, &total);
+  INFO(bad << " of " << total << " activation codes differ");
+  CHECK(total > min_compared);
+  CHECK(bad == 0);
+}
+
 }  // namespace
 
 TEST_CASE("every tensor's integer codes equal the fake-quant codes (trained fixtures: three policies, three requantizations)",
@@ -818,11 +832,45 @@ TEST_CASE("every tensor's integer codes equal the fake-quant codes (trained fixt
           CHECK(graph::op_widths(exported, i).requant_bits <= bits);
     }
     infer::IntegerEngine engine(exported);
-    int64_t total = 0;
-    const int64_t bad = code_mismatches(*f.net, engine, f.images.slice(0, 0, 8), &total);
-    INFO(bad << " of " << total << " activation codes differ");
-    CHECK(total > 100000);
-    CHECK(bad == 0);
+    check_codes_equal(*f.net, engine, f.images.slice(0, 0, 8), 100000);
+  }
+}
+
+TEST_CASE("MNASNet (ReLU, 5x5 depthwise): every tensor's integer codes and the logits equal the fake-quant model's",
+          "[export]") {
+  for (std::string name : {"prom", "w8a8"}) {
+    INFO(name);
+    QatFixture f(name, 32, "fixed_point32", -1, "mnasnet0_5");
+    REQUIRE(f.net->has_exact_forward());
+    const auto exported = f.exported();
+    int relu = 0, kernel5 = 0;
+    const auto& layers = f.net->layers();
+    for (const auto& op : exported.ops) {
+      if (op.kind != graph::OpKind::kConv) continue;
+      kernel5 += op.kernel == 5;
+      auto layer = std::find_if(layers.begin(), layers.end(), [&](const auto& l) { return l.name == op.name; });
+      REQUIRE(layer != layers.end());
+      if (layer->activation != model::Activation::kRelu) continue;
+      ++relu;
+      CHECK(op.clamp_lo == 0);
+    }
+    CHECK(relu > 10);
+    CHECK(kernel5 == 10);  // the three stacks of 5x5 blocks (3 + 3 + 4)
+    {  // ReLU clamps at code 0 on a signed output grid too (here every ReLU output is read unsigned)
+      const auto q = quant::tensor_quantizers(*f.net);
+      const auto& node = f.net->graph().at(0);  // the stem: conv + BN + ReLU
+      auto io = quant::layer_io(node, q, layers[0].name, 31);
+      io.output_unsigned = false;
+      CHECK(quant::lower_layer(layers[0], io).clamp_lo == 0);
+      io.relu = false;
+      CHECK(quant::lower_layer(layers[0], io).clamp_lo == -128);
+    }
+    infer::IntegerEngine engine(exported);
+    check_codes_equal(*f.net, engine, f.images.slice(0, 0, 8), 100000);
+    torch::NoGradGuard no_grad;
+    auto fq = f.net->forward(f.images);
+    CHECK(torch::equal(fq, engine.logits(f.images)));
+    CHECK(fq.max().item<double>() > fq.min().item<double>());
   }
 }
 
@@ -841,11 +889,7 @@ TEST_CASE("every tensor's integer codes equal the fake-quant codes (MobileNetV2 
   lowering::ExportOptions o;
   o.input_size = 224;
   infer::IntegerEngine engine(lowering::lower_model(*net, o));
-  int64_t total = 0;
-  const int64_t bad = code_mismatches(*net, engine, images.slice(0, 0, 1), &total);
-  INFO(bad << " of " << total << " activation codes differ");
-  CHECK(total > 5000000);
-  CHECK(bad == 0);
+  check_codes_equal(*net, engine, images.slice(0, 0, 1), 5000000);
 }
 
 namespace {

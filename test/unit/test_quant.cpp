@@ -315,9 +315,9 @@ TEST_CASE("ReLU6 fused into the next quantizer: training steps equal the unfused
     int relu6 = 0, deferred = 0;
     std::string kept;  // ReLU6 layers left unfused
     for (const auto& l : m->layers()) {
-      relu6 += l.relu6;
+      relu6 += l.activation == model::Activation::kRelu6;
       deferred += l.act && l.act->deferred;
-      if (l.relu6 && !(l.act && l.act->deferred)) kept += " " + l.name;
+      if (l.activation == model::Activation::kRelu6 && !(l.act && l.act->deferred)) kept += " " + l.name;
     }
     INFO("unfused:" << kept);
     // At width 0.25 the stem's output (8 channels) also feeds the first block's skip path, which
