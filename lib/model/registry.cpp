@@ -18,16 +18,21 @@ struct Entry {
   Factory make;
 };
 
-int stride_one_stages(const config::ModelConfig& c) { return c.small_input ? c.small_input_stages : 0; }
+// The settings every network's options have, from the config.
+template <class Options>
+Options common_options(const config::ModelConfig& c) {
+  Options o;
+  o.num_classes = c.num_classes;
+  o.dropout = c.dropout;
+  o.stride_one_stages = c.small_input ? c.small_input_stages : 0;
+  o.bn_momentum = c.bn_momentum;
+  return o;
+}
 
 std::shared_ptr<ClassifierModel> make_mobilenet_v2(const config::ModelConfig& c) {
-  MobileNetV2Options o;
-  o.num_classes = c.num_classes;
+  auto o = common_options<MobileNetV2Options>(c);
   o.width_mult = c.width_mult;
   o.round_nearest = c.round_nearest;
-  o.dropout = c.dropout;
-  o.stride_one_stages = stride_one_stages(c);
-  o.bn_momentum = c.bn_momentum;
   return std::make_shared<MobileNetV2Impl>(o);
 }
 
@@ -41,13 +46,9 @@ void require_default_rounding(const config::ModelConfig& c) {
 Factory mobilenet_v3(bool large) {
   return [large](const config::ModelConfig& c) -> std::shared_ptr<ClassifierModel> {
     require_default_rounding(c);
-    MobileNetV3Options o;
+    auto o = common_options<MobileNetV3Options>(c);
     o.large = large;
-    o.num_classes = c.num_classes;
     o.width_mult = c.width_mult;
-    o.dropout = c.dropout;
-    o.stride_one_stages = stride_one_stages(c);
-    o.bn_momentum = c.bn_momentum;
     return std::make_shared<MobileNetV3Impl>(o);
   };
 }
@@ -59,25 +60,17 @@ Factory mnasnet(const char* name, double alpha) {
     if (c.width_mult != 1.0)
       throw ConfigKeyError(std::string("model.width_mult: ") + name +
                            " fixes its width; pick mnasnet0_5, mnasnet0_75, mnasnet1_0 or mnasnet1_3 instead");
-    MNASNetOptions o;
+    auto o = common_options<MNASNetOptions>(c);
     o.arch = name;
     o.alpha = alpha;
-    o.num_classes = c.num_classes;
-    o.dropout = c.dropout;
-    o.stride_one_stages = stride_one_stages(c);
-    o.bn_momentum = c.bn_momentum;
     return std::make_shared<MNASNetImpl>(o);
   };
 }
 
 std::shared_ptr<ClassifierModel> make_efficientnet_b0(const config::ModelConfig& c) {
   require_default_rounding(c);
-  EfficientNetOptions o;
-  o.num_classes = c.num_classes;
+  auto o = common_options<EfficientNetOptions>(c);
   o.width_mult = c.width_mult;
-  o.dropout = c.dropout;
-  o.stride_one_stages = stride_one_stages(c);
-  o.bn_momentum = c.bn_momentum;
   return std::make_shared<EfficientNetImpl>(o);
 }
 

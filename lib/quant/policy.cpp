@@ -7,6 +7,7 @@
 #include <sstream>
 
 #include "core/error.h"
+#include "model/registry.h"
 #include "quant/exact_forward.h"
 #include "quant/quantizers.h"
 
@@ -82,6 +83,20 @@ void check_quantizable(const model::ClassifierModel& model) {
     if (node.kind == model::NodeKind::kLinear && i + 1 != graph.size())
       refuse("has a linear layer before its classifier (" + layers[node.layer].name + ")");
   }
+}
+
+std::vector<std::string> quantizable_archs() {
+  std::vector<std::string> out;
+  for (const auto& arch : model::model_names()) {
+    config::ModelConfig c;
+    c.arch = arch;
+    try {
+      check_quantizable(*model::create_model(c));
+      out.push_back(arch);
+    } catch (const ConfigKeyError&) {
+    }
+  }
+  return out;
 }
 
 std::vector<LayerAssignment> resolve_policy(const config::QuantConfig& config, const model::ClassifierModel& model) {

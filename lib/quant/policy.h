@@ -23,6 +23,8 @@ struct LayerAssignment {
 // quantization cannot yet represent exactly: activations other than ReLU and ReLU6, squeeze-and-excitation,
 // linear layers before the classifier.
 void check_quantizable(const model::ClassifierModel& model);
+// The registered architectures check_quantizable accepts (mobilenet_v2 and the MNASNets today).
+std::vector<std::string> quantizable_archs();
 
 // Which rule each layer gets (first match wins); calls check_quantizable first. Throws ConfigError for a rule that matches nothing.
 std::vector<LayerAssignment> resolve_policy(const config::QuantConfig& config, const model::ClassifierModel& model);

@@ -35,6 +35,18 @@ TEST_CASE("prom-eval --describe prints the MobileNetV2 totals", "[cli]") {
   CHECK_THAT(r.output, Contains("features.1.conv.0.0"));
 }
 
+TEST_CASE("prom-eval --describe prints EfficientNet-B0's totals (torchvision's: ctest -R torchvision_)", "[cli]") {
+  auto r = run_command(bin("prom-eval") + " --describe --config " +
+                       source("configs/fashion-mnist/efficientnet_b0_fp32.yaml") +
+                       " --set model.input_size=224 --set model.num_classes=1000 --set model.width_mult=1.0"
+                       " --set model.small_input=false");
+  CHECK(r.exit_code == 0);
+  CHECK_THAT(r.output, Contains("5,288,548 params"));
+  CHECK_THAT(r.output, Contains("385.81 M MACs"));
+  CHECK_THAT(r.output, Contains("features.1.0.block.1.fc1"));
+  CHECK_THAT(r.output, Contains("se_reduce"));
+}
+
 TEST_CASE("config errors exit 2 with one line naming file, line and key", "[cli]") {
   TempDir dir("cli");
   struct Case {

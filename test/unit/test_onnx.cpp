@@ -38,7 +38,10 @@ config::QuantConfig quant_policy(const std::string& arch, const std::string& nam
   return config::load_config(path).quant;
 }
 
-// A small QAT network of the registry's `arch`: MobileNet-like width 0.35, small-input stem, 5 classes.
+// Width of the small networks below: 0.35, or 1.0 where the name fixes the width (mnasnet0_5: 0.5).
+double width(const std::string& arch) { return arch.rfind("mnasnet", 0) == 0 ? 1.0 : 0.35; }
+
+// A small QAT network of the registry's `arch`: MobileNet-like width (see width()), small-input stem, 5 classes.
 // With `train_steps` > 0 it learns a synthetic task (a fixed pattern per class plus noise), so its
 // logits separate like a real model's; with 0 its observers are only calibrated on random data.
 struct SmallQat {
@@ -51,7 +54,7 @@ struct SmallQat {
     config::ModelConfig mc;
     mc.arch = arch;
     mc.num_classes = 5;
-    mc.width_mult = 0.35;
+    mc.width_mult = width(arch);
     mc.small_input = true;
     mc.dropout = 0;
     net = model::create_model(mc);
@@ -161,8 +164,11 @@ void check_export(const std::string& arch, const std::string& policy, onnx_expor
 
 }  // namespace
 
-TEST_CASE("every registered network exports to a QDQ ONNX model that passes onnx::checker with prom's codes", "[onnx]") {
-  for (const std::string& arch : model::model_names())
+TEST_CASE("every network quantization supports exports to a QDQ ONNX model that passes onnx::checker with prom's codes",
+          "[onnx]") {
+  const auto archs = quant::quantizable_archs();
+  CHECK(archs == std::vector<std::string>{"mobilenet_v2", "mnasnet0_5", "mnasnet0_75", "mnasnet1_0", "mnasnet1_3"});
+  for (const std::string& arch : archs)
     for (std::string policy : {"prom", "w8a8"})
       for (auto bias : {onnx_export::BiasFormat::kFloat, onnx_export::BiasFormat::kInt32}) {
         INFO(arch << ", policy " << policy << ", int32 bias " << (bias == onnx_export::BiasFormat::kInt32));
@@ -292,15 +298,20 @@ std::vector<Agreement> engine_vs_ort(const graph::IntModel& m, const torch::Tens
 }  // namespace
 
 TEST_CASE("ONNX Runtime agrees with prom's integer engine on trained PROM and W8A8 models", "[onnx_runtime]") {
-  for (const std::string& arch : model::model_names())
+  for (const std::string arch : {"mobilenet_v2", "mnasnet0_5"})  // ReLU6 and ReLU, 3x3 and 5x5 depthwise
     for (std::string policy : {"prom", "w8a8"}) {
       INFO(arch << ", policy " << policy);
       SmallQat q(arch, policy, 25);
       const torch::Tensor images = q.images(2000, 1);  // not the training images
-      for (const Agreement& a : engine_vs_ort(q.lowered(), images, arch + " x0.35 " + policy + " (2000 images)")) {
+      const std::string label = arch + " x" + std::to_string(width(arch)).substr(0, 4) + " " + policy;
+      for (const Agreement& a : engine_vs_ort(q.lowered(), images, label + " (2000 images)")) {
         INFO(a.label);
-        CHECK(a.logit_range > 1.0);                        // the trained logits separate the classes
-        CHECK(a.max_logit_diff <= 0.05 * a.logit_range);  // off-by-one codes, not a different function
+        const bool spec_semantics = a.optimization != "all";  // each Q/DQ node as the ONNX spec says
+        CHECK(a.logit_range > 1.0);  // the trained logits separate the classes
+        // Off-by-one codes, not a different function. ORT's fused kernels ("all") re-quantize the float
+        // biases to int32 and drop their fractions in every layer: on the MNASNet fixture (logits spread
+        // over 90) that moved the largest logit by 5.9% of the range (mean 0.9%), against 3.3% unfused.
+        CHECK(a.max_logit_diff <= (spec_semantics ? 0.05 : 0.10) * a.logit_range);
         // The >= 99.9% target is measured on Fashion-MNIST ([.onnx_eval], README). This fixture is 25
         // QAT steps from random weights, 5 classes: its ternary layers' accumulator steps are 0.2-1.1
         // output steps, so one off-by-one code (float rounding near a tie) cascades further than in a
@@ -308,7 +319,6 @@ TEST_CASE("ONNX Runtime agrees with prom's integer engine on trained PROM and W8
         // train different ones from the same seed: 0 to 27 of 2000 flips measured). What must hold on
         // any fixture: images with a clear winner keep it. ORT's default session re-quantizes float
         // biases to int32 (up to half a step off prom's), so it gets a little slack.
-        const bool spec_semantics = a.optimization != "all";  // each Q/DQ node as the ONNX spec says
         CHECK(a.decided >= a.n * 9 / 10);  // the filter leaves the test most of its images
         CHECK(a.decided_top1 >= (spec_semantics ? 0.999 : 0.995));
         CHECK(a.top1 >= 0.97);
