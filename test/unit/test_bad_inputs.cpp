@@ -519,6 +519,11 @@ TEST_CASE("bad checkpoints and weights files: exit 1 naming the file", "[bad_inp
   run_cases({
       {"checkpoint missing", [](Scratch& s) { return eval("--checkpoint " + s.path("none.safetensors")); }, 1,
        {"{dir}/none.safetensors: no such file"}},
+      {"weights of another architecture (model.init)", [](Scratch& s) {
+         return train("-c " + s.tiny() + " --set model.arch=mnasnet0_5 --set model.width_mult=1.0 --set model.init=" +
+                      s.art.fp_ckpt);
+       },
+       1, {"{art}/runs/fp/last.safetensors: unexpected tensor 'features.0.0.weight' (not in the model)"}},
       {"checkpoint is a directory", [](Scratch& s) { return eval("--checkpoint " + s.dir.path()); }, 1,
        {"{dir}: is a directory, expected a file"}},
       {"empty file", damaged([](const std::string&) { return std::string(); }), 1, {invalid + "shorter than the 8-byte"}},
