@@ -16,7 +16,8 @@ integer engine does, so a third party can deploy a PROM model without prom.
 Format (docs/model-format.md): tensors '<layer>.weight' (int8) or '<layer>.weight_ternary' (uint8,
 2-bit codes 00=0 01=+1 10=-1, four per byte, first weight in the low bits; or base-3, five per
 byte), '<layer>.bias' (int32, in 2^-acc_shift accumulator steps), '<layer>.multiplier' and
-'<layer>.right_shift' (int32 fixed point); metadata 'graph' (JSON) lists the ops in order.
+'<layer>.right_shift' (int32 fixed point), v3: '<layer>.table' (int32 [256], activation lookup);
+metadata 'graph' (JSON) lists the ops in order (v3 adds 'mul', squeeze-and-excitation scaling).
 """
 import argparse
 import json
@@ -56,8 +57,8 @@ def unpack_ternary(packed, count, packing):
 
 def load(path):
     tensors, meta = read_safetensors(path)
-    if meta.get("format") != "prom-int-v2":
-        raise ValueError(f"{path}: format is {meta.get('format')!r}, expected prom-int-v2")
+    if meta.get("format") not in ("prom-int-v2", "prom-int-v3"):
+        raise ValueError(f"{path}: format is {meta.get('format')!r}, expected prom-int-v2 or prom-int-v3")
     graph = json.loads(meta["graph"])
     for op in graph["ops"]:
         if op["kind"] in ("conv", "linear"):
@@ -71,6 +72,8 @@ def load(path):
             if op["kind"] == "conv":
                 op["multiplier"] = tensors[name + ".multiplier"].astype(np.int64)
                 op["right_shift"] = tensors[name + ".right_shift"].astype(np.int64)
+            if "activation" in op:  # v3: hardswish, sigmoid, ... as a table on the pre-activation codes
+                op["table"] = tensors[name + ".table"].astype(np.int64)
     return graph
 
 
@@ -105,6 +108,10 @@ def add_requantize(a, b, mult_a, mult_b, shift, lo, hi):
     return np.clip(rounding_shift_right(t, shift), lo, hi)
 
 
+def mul_requantize(x, g, multiplier, right_shift, lo, hi):
+    return requantize(np.asarray(x, dtype=np.int64) * g, 0, 0, multiplier, right_shift, lo, hi)
+
+
 def quantize_to_code(x, inv_scale, lo, hi):
     r = np.rint(np.asarray(x, dtype=np.float32) * np.float32(inv_scale))  # float32 product, ties to even
     return np.clip(np.nan_to_num(r, nan=lo), lo, hi).astype(np.int64)
@@ -130,8 +137,9 @@ def conv_acc(op, x, out_act):
 def run_conv(op, graph, x):
     out_act = graph["activations"][op["output"]]
     acc = conv_acc(op, x, out_act)
-    return requantize(acc, op["acc_shift"], op["bias"][:, None, None], op["multiplier"][:, None, None],
-                      op["right_shift"][:, None, None], op["clamp_lo"], op["clamp_hi"])
+    y = requantize(acc, op["acc_shift"], op["bias"][:, None, None], op["multiplier"][:, None, None],
+                   op["right_shift"][:, None, None], op["clamp_lo"], op["clamp_hi"])
+    return op["table"][y + 128] if "table" in op else y
 
 
 def run_model(graph, x):
@@ -145,6 +153,10 @@ def run_model(graph, x):
             lo, hi = (0, 255) if out_act["unsigned"] else (-128, 127)
             y = add_requantize(acts[op["input"]], acts[op["input2"]], op["add_mult_a"], op["add_mult_b"],
                                op["add_shift"], lo, hi)
+        elif op["kind"] == "mul":  # squeeze-and-excitation: features [C, H, W] times the gate [C, 1, 1]
+            lo, hi = (0, 255) if out_act["unsigned"] else (-128, 127)
+            y = mul_requantize(acts[op["input"]], acts[op["input2"]].reshape(-1, 1, 1), op["mul_multiplier"],
+                               op["mul_shift"], lo, hi)
         elif op["kind"] == "avgpool":
             a = acts[op["input"]]
             y = divide_round_half_even(a.reshape(a.shape[0], -1).sum(1), a.shape[1] * a.shape[2])[:, None, None]

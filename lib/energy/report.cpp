@@ -8,6 +8,7 @@
 #include "core/error.h"
 #include "model/registry.h"
 #include "model/summary.h"
+#include "quant/activation_table.h"
 #include "quant/int_layer.h"
 #include "quant/policy.h"
 
@@ -40,7 +41,9 @@ std::vector<OpSpec> specs_from_int_model(const graph::IntModel& m) {
       s.nonzero_weights = op.ternary ? op.weight.ne(0).sum().item<int64_t>() : s.weights;
       s.float_params = s.weights + (op.kind == OpKind::kConv ? 2 * s.out_channels : s.out_channels);
       s.float_macs = op.kind == OpKind::kConv ? s.weights * s.out_h * s.out_w : s.weights;
+      s.table = op.table.defined();
     }
+    if (op.kind == OpKind::kMul) s.float_macs = s.out_channels * s.out_h * s.out_w;
     specs.push_back(s);
   }
   return specs;
@@ -93,7 +96,9 @@ std::vector<OpSpec> specs_from_config(const config::Config& config, double terna
   };
   std::vector<Shape> shapes{{layers.at(0).in_channels, config.model.input_size, config.model.input_size}};
   std::vector<OpSpec> specs;
-  for (const auto& node : net->graph()) {
+  const auto& graph = net->graph();
+  for (size_t i = 0; i < graph.size(); ++i) {
+    const auto& node = graph[i];
     const Shape in = shapes.at(node.inputs[0]);
     OpSpec s;
     if (node.kind == model::NodeKind::kConv || node.kind == model::NodeKind::kLinear) {
@@ -101,6 +106,29 @@ std::vector<OpSpec> specs_from_config(const config::Config& config, double terna
                      multiplier_bits, config.source);
       s.out_h = node.kind == model::NodeKind::kConv ? summary.layers[node.layer].out_h : 1;
       s.out_w = node.kind == model::NodeKind::kConv ? summary.layers[node.layer].out_w : 1;
+      if (node.kind == model::NodeKind::kLinear && i + 1 < graph.size()) {
+        // A hidden linear layer (MobileNetV3's head) is exported as a requantized 1x1 convolution.
+        s.kind = OpKind::kConv;
+        s.widths.requant_bits = multiplier_bits;
+      }
+      s.table = quant::needs_table(node.activation) && s.kind == OpKind::kConv;
+    } else if (node.kind == model::NodeKind::kMul) {  // squeeze-and-excitation scaling
+      s.name = model::node_kind_name(node.kind);
+      s.kind = OpKind::kMul;
+      s.in_channels = s.out_channels = in.c;
+      s.out_h = in.h;
+      s.out_w = in.w;
+      s.float_macs = in.c * in.h * in.w;
+      // Worst case of feature code x gate code (the gate is unsigned after its sigmoid). The features'
+      // grid is the one the block's first layer reads, pooled.
+      bool features_unsigned = false;
+      for (const auto& reader : graph)
+        if (reader.layer >= 0 && reader.inputs[0] > 0 && graph.at(reader.inputs[0] - 1).kind == model::NodeKind::kGlobalAvgPool &&
+            graph.at(reader.inputs[0] - 1).inputs[0] == node.inputs[0])
+          features_unsigned = assignments.at(reader.layer).input_unsigned;
+      const int64_t feature = features_unsigned ? 255 : 128;
+      s.widths.accumulator_bits = graph::accumulator_bits_for({-feature * 255, feature * 255});
+      s.widths.requant_bits = multiplier_bits;
     } else {
       s.name = model::node_kind_name(node.kind);
       s.kind = node.kind == model::NodeKind::kAdd ? OpKind::kAdd : OpKind::kAvgPool;
@@ -135,6 +163,7 @@ std::vector<infer::LayerCounts> analytic_counts(const std::vector<OpSpec>& specs
         c.int32_adds += s.out_channels * out_pixels;     // bias
         c.requant_mults = s.out_channels * out_pixels;  // requantization
         c.roundings = s.out_channels * out_pixels;
+        if (s.table) c.lookups = s.out_channels * out_pixels;
         break;
       case OpKind::kAdd: {
         int64_t n = s.out_channels * out_pixels;
@@ -152,6 +181,14 @@ std::vector<infer::LayerCounts> analytic_counts(const std::vector<OpSpec>& specs
         c.int8_mults = s.weights;
         c.int32_adds = s.weights + s.out_channels;
         break;
+      case OpKind::kMul: {  // one product per value, counted as a multiply-accumulate, then requantized
+        const int64_t n = s.out_channels * out_pixels;
+        c.int8_mults = n;
+        c.int32_adds = n;
+        c.requant_mults = n;
+        c.roundings = n;
+        break;
+      }
     }
     out.push_back({s.name, s.kind, s.role, c, s.widths});
   }
@@ -162,8 +199,10 @@ int64_t storage_bytes(const OpSpec& s, const std::string& packing) {
   switch (s.kind) {
     case OpKind::kConv: {
       int64_t w = s.ternary ? (packing == "base3" ? (s.weights + 4) / 5 : (s.weights + 3) / 4) : s.weights;
-      return w + s.out_channels * 16;  // int32 bias, multiplier, shift; float32 weight scale
+      return w + s.out_channels * 16 + (s.table ? 256 : 0);  // int32 bias, multiplier, shift; float32 weight
+                                                              // scale; an 8-bit code per table entry
     }
+    case OpKind::kMul: return 8;  // int32 multiplier and shift
     case OpKind::kLinear:
       return (s.ternary ? (packing == "base3" ? (s.weights + 4) / 5 : (s.weights + 3) / 4) : s.weights) +
              s.out_channels * 12;  // int32 bias; float32 weight and output scales
@@ -190,12 +229,12 @@ double honest_energy_pj(const infer::OpCounts& c, const graph::OpWidths& w, cons
   const double accumulate = add_pj(w.accumulator_bits, e);
   return c.ternary_adds * accumulate + c.int8_mults * (e.int8_mult + accumulate) +
          (c.int32_adds - c.int8_mults) * e.int32_add + c.requant_mults * constant_multiply_pj(w.requant_bits, e) +
-         c.roundings * e.int32_add;
+         c.roundings * e.int32_add + c.lookups * e.table_lookup;
 }
 
 double paper_energy_pj(const infer::OpCounts& c, const config::EnergyConfig& e) {
   return c.ternary_adds * e.int8_add + c.int8_mults * (e.int8_mult + e.int8_add) +
-         (c.int32_adds - c.int8_mults) * e.int32_add;
+         (c.int32_adds - c.int8_mults) * e.int32_add + c.lookups * e.table_lookup;
 }
 
 namespace {
@@ -225,6 +264,7 @@ Report make_report(const std::vector<OpSpec>& specs, const config::EnergyConfig&
   for (auto r : model::all_roles()) order.push_back(model::role_name(r));
   order.push_back("add");
   order.push_back("avgpool");
+  order.push_back("mul");
   for (const auto& name : order) {
     index[name] = rep.roles.size();
     rep.roles.push_back({name});
@@ -234,6 +274,7 @@ Report make_report(const std::vector<OpSpec>& specs, const config::EnergyConfig&
   for (size_t i = 0; i < specs.size(); ++i) {
     std::string key = specs[i].kind == OpKind::kAdd       ? "add"
                       : specs[i].kind == OpKind::kAvgPool ? "avgpool"
+                      : specs[i].kind == OpKind::kMul     ? "mul"
                                                           : model::role_name(specs[i].role);
     present[index[key]] = true;
     accumulate(rep.roles[index[key]], specs[i], counts[i].counts, e, packing);
@@ -258,10 +299,12 @@ Report make_report(const std::vector<OpSpec>& specs, const config::EnergyConfig&
           "bias/residual/pooling adds at 32 bits, requantization multiplies at the multiplier's width "
           "(int32 mult x bits / 32; a power of two is a shift), a 32-bit rounding add per output; "
           "paper_like: ternary and MAC adds as int8 adds, requantization and rounding not charged; "
-          "fp baselines: one mult + one add per MAC; pJ: int8 add "
+          "both: a table lookup per output of a hardswish/sigmoid/SiLU layer, squeeze-and-excitation scaling as "
+          "an int8 MAC + requantization per value; "
+          "fp baselines: one mult + one add per MAC (activations not charged); pJ: int8 add "
        << e.int8_add << ", int16 add " << e.int16_add << ", int8 mult " << e.int8_mult << ", int32 add " << e.int32_add
        << ", int32 mult " << e.int32_mult << ", fp16 add " << e.fp16_add << ", fp16 mult " << e.fp16_mult
-       << ", fp32 add " << e.fp32_add << ", fp32 mult " << e.fp32_mult;
+       << ", fp32 add " << e.fp32_add << ", fp32 mult " << e.fp32_mult << ", table lookup " << e.table_lookup;
   rep.conventions = conv.str();
   return rep;
 }
@@ -271,14 +314,15 @@ std::string format_report(const Report& rep, bool show_energy, bool show_storage
   char line[320];
   if (show_energy) {
     out << "energy per image (uJ) and operations (M)\n";
-    std::snprintf(line, sizeof line, "%-18s %10s %10s %10s %10s %8s %10s %10s %10s %10s\n", "role", "tern.adds",
-                  "int8 mul", "int32 add", "requant", "acc16 %", "honest uJ", "paper uJ", "fp16 uJ", "fp32 uJ");
+    std::snprintf(line, sizeof line, "%-18s %10s %10s %10s %10s %10s %8s %10s %10s %10s %10s\n", "role", "tern.adds",
+                  "int8 mul", "int32 add", "requant", "lookups", "acc16 %", "honest uJ", "paper uJ", "fp16 uJ",
+                  "fp32 uJ");
     out << line;
     auto row = [&](const RoleFigures& r) {
       const double share16 = r.accumulations > 0 ? 100.0 * r.accumulations16 / r.accumulations : 0.0;
-      std::snprintf(line, sizeof line, "%-18s %10.2f %10.2f %10.2f %10.2f %8.1f %10.3f %10.3f %10.3f %10.3f\n",
+      std::snprintf(line, sizeof line, "%-18s %10.2f %10.2f %10.2f %10.2f %10.2f %8.1f %10.3f %10.3f %10.3f %10.3f\n",
                     r.role.c_str(), r.counts.ternary_adds / 1e6, r.counts.int8_mults / 1e6, r.counts.int32_adds / 1e6,
-                    r.counts.requant_mults / 1e6, share16, r.energy_pj / 1e6, r.paper_pj / 1e6, r.fp16_pj / 1e6,
+                    r.counts.requant_mults / 1e6, r.counts.lookups / 1e6, share16, r.energy_pj / 1e6, r.paper_pj / 1e6, r.fp16_pj / 1e6,
                     r.fp32_pj / 1e6);
       out << line;
     };
@@ -326,6 +370,7 @@ std::string report_json(const Report& rep) {
                 {"int32_adds", r.counts.int32_adds},
                 {"requant_mults", r.counts.requant_mults},
                 {"roundings", r.counts.roundings},
+                {"table_lookups", r.counts.lookups},
                 {"accumulations", r.accumulations},
                 {"accumulations_16bit", r.accumulations16},
                 {"energy_pj", r.energy_pj},

@@ -8,6 +8,10 @@
 //    multiplies at the multiplier's significant width (int32_mult * bits / 32; a power of two is a
 //    shift, no multiply), one 32-bit rounding add per requantized, added or pooled output;
 //  - paper_like: ternary and MAC adds as int8 adds, requantization and rounding not charged.
+// Both charge an activation table lookup (hardswish, SiLU, sigmoid, ...) per output at
+// EnergyConfig::table_lookup, and squeeze-and-excitation's feature x gate product as an int8
+// multiply-accumulate plus its requantization. The float baselines charge one multiply-add per MAC
+// (and per squeeze-and-excitation product) and nothing for activations.
 #pragma once
 #include <string>
 #include <vector>
@@ -26,6 +30,7 @@ struct OpSpec {
   int64_t in_channels = 0, out_channels = 0, kernel = 1, groups = 1;
   int64_t in_h = 1, in_w = 1, out_h = 1, out_w = 1;
   bool ternary = false;
+  bool table = false;           // conv: its activation is a table lookup per output
   int64_t weights = 0;          // weight count (conv/linear)
   int64_t nonzero_weights = 0;  // ternary: weights that are +1 or -1
   int64_t float_params = 0;     // parameters of the float layer (weights, bias, BN affine)

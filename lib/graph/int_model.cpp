@@ -33,8 +33,15 @@ const char* op_kind_name(OpKind kind) {
     case OpKind::kAdd: return "add";
     case OpKind::kAvgPool: return "avgpool";
     case OpKind::kLinear: return "linear";
+    case OpKind::kMul: return "mul";
   }
   return "?";
+}
+
+bool needs_v3(const IntModel& m) {
+  for (const auto& op : m.ops)
+    if (op.kind == OpKind::kMul || op.table.defined()) return true;
+  return false;
 }
 
 std::vector<uint8_t> pack_ternary(const torch::Tensor& codes_in, const std::string& packing) {
@@ -109,6 +116,11 @@ std::string encode_int_model(const IntModel& m) {
       j["add_mult_b"] = op.add_mult_b;
       j["add_shift"] = op.add_shift;
     }
+    if (op.kind == OpKind::kMul) {
+      j["input2"] = op.input2;
+      j["mul_multiplier"] = op.mul_multiplier;
+      j["mul_shift"] = op.mul_shift;
+    }
     if (op.kind == OpKind::kConv || op.kind == OpKind::kLinear) {
       j["role"] = model::role_name(op.role);
       j["in_channels"] = op.in_channels;
@@ -123,6 +135,10 @@ std::string encode_int_model(const IntModel& m) {
       if (op.kind == OpKind::kConv) {
         j["clamp_lo"] = op.clamp_lo;
         j["clamp_hi"] = op.clamp_hi;
+      }
+      if (op.table.defined()) {
+        j["activation"] = model::activation_name(op.activation);
+        file.tensors[op.name + ".table"] = op.table.to(torch::kInt32).contiguous();
       }
       j["weight_shape"] = op.weight.sizes().vec();
       if (op.ternary) {
@@ -144,7 +160,7 @@ std::string encode_int_model(const IntModel& m) {
     ops.push_back(j);
   }
   graph["ops"] = ops;
-  file.metadata["format"] = kFormatName;
+  file.metadata["format"] = needs_v3(m) ? kFormatNameV3 : kFormatName;
   file.metadata["prom_version"] = m.prom_version;
   file.metadata["graph"] = graph.dump();
   return io::encode_safetensors(file);
@@ -159,6 +175,7 @@ namespace {
 struct Loader {
   const std::string& origin;
   io::TensorFile& file;
+  bool v3 = false;  // the file is prom-int-v3 (tables and mul ops allowed)
 
   [[noreturn]] void fail(const std::string& what) const { throw Error(origin + ": invalid prom model: " + what); }
 
@@ -264,7 +281,9 @@ std::vector<int64_t> decode_layer_fields(const Loader& L, const json& j, const s
   op.relu6 = L.get<bool>(j, "relu6", where);
   op.acc_shift = L.bounded(j, "acc_shift", where, 0, 24);
   if (op.kind == OpKind::kConv) {
-    const int32_t lo = out.is_unsigned ? 0 : -128, hi = out.is_unsigned ? 255 : 127;
+    // With a table the clamp is on the signed pre-activation grid (decode_table).
+    const bool table = j.contains("activation");
+    const int32_t lo = out.is_unsigned && !table ? 0 : -128, hi = out.is_unsigned ? 255 : 127;
     op.clamp_lo = static_cast<int32_t>(L.bounded(j, "clamp_lo", where, lo, hi));
     op.clamp_hi = static_cast<int32_t>(L.bounded(j, "clamp_hi", where, op.clamp_lo, hi));
   }
@@ -285,6 +304,27 @@ std::vector<int64_t> decode_layer_fields(const Loader& L, const json& j, const s
   }
   if (L.get<std::vector<int64_t>>(j, "weight_shape", where) != wshape) L.fail(where + ": weight_shape mismatch");
   return wshape;
+}
+
+// model::Activation by name; only those the format computes by tables.
+model::Activation table_activation(const Loader& L, const std::string& name, const std::string& where) {
+  for (auto a : {model::Activation::kHardswish, model::Activation::kHardsigmoid, model::Activation::kSilu,
+                 model::Activation::kSigmoid})
+    if (name == model::activation_name(a)) return a;
+  L.fail(where + ": unknown table activation '" + name + "'");
+}
+
+// A conv's activation table (v3): requantized to the signed pre-activation grid, then looked up.
+void decode_table(const Loader& L, const json& j, const std::string& where, IntOp& op, const Activation& out) {
+  if (!L.v3) L.fail(where + ": an activation table needs format " + kFormatNameV3);
+  if (op.kind != OpKind::kConv) L.fail(where + ": only a conv has an activation table");
+  op.activation = table_activation(L, L.get<std::string>(j, "activation", where), where);
+  if (op.relu6 || op.clamp_lo < -128 || op.clamp_hi > 127)
+    L.fail(where + ": a table reads signed pre-activation codes (clamp within [-128, 127], no relu6)");
+  op.table = L.tensor(op.name + ".table", torch::kInt32, {256});
+  const int32_t lo = out.is_unsigned ? 0 : -128, hi = out.is_unsigned ? 255 : 127;
+  if (op.table.min().item<int32_t>() < lo || op.table.max().item<int32_t>() > hi)
+    L.fail(where + ": table codes outside the output grid [" + std::to_string(lo) + ", " + std::to_string(hi) + "]");
 }
 
 // ... then its weights and integers.
@@ -314,6 +354,7 @@ void decode_layer(const Loader& L, const json& j, const std::string& where, cons
     op.output_scale = L.tensor(op.name + ".output_scale", torch::kFloat32, {op.out_channels});
   }
   check_accumulator_range(L, op, in, where);
+  if (j.contains("activation")) decode_table(L, j, where, op, out);
 }
 
 IntOp decode_op(const Loader& L, const json& j, const std::string& where, const IntModel& m,
@@ -325,6 +366,7 @@ IntOp decode_op(const Loader& L, const json& j, const std::string& where, const 
   else if (kind == "add") op.kind = OpKind::kAdd;
   else if (kind == "avgpool") op.kind = OpKind::kAvgPool;
   else if (kind == "linear") op.kind = OpKind::kLinear;
+  else if (kind == "mul" && L.v3) op.kind = OpKind::kMul;
   else L.fail(where + ": unknown kind '" + kind + "'");
   op.name = L.get<std::string>(j, "name", where);
   op.input = static_cast<int>(L.bounded(j, "input", where, 0, n_act - 1));
@@ -343,6 +385,15 @@ IntOp decode_op(const Loader& L, const json& j, const std::string& where, const 
     if (in.channels != out.channels || in2.channels != out.channels || in.height != out.height ||
         in2.height != out.height || in.width != out.width || in2.width != out.width)
       L.fail(where + ": add operands and result differ in shape");
+  } else if (op.kind == OpKind::kMul) {
+    op.input2 = static_cast<int>(L.bounded(j, "input2", where, 0, n_act - 1));
+    if (!defined[op.input2]) L.fail(where + ": reads an activation before it is written");
+    op.mul_multiplier = L.bounded(j, "mul_multiplier", where, 0, (1ll << 31) - 1);
+    op.mul_shift = L.bounded(j, "mul_shift", where, 0, 62);
+    const Activation& gate = m.activations[op.input2];
+    if (in.channels != out.channels || in.height != out.height || in.width != out.width ||
+        gate.channels != out.channels || gate.height != 1 || gate.width != 1)
+      L.fail(where + ": mul must scale CxHxW by a Cx1x1 gate into CxHxW");
   } else if (op.kind == OpKind::kAvgPool) {
     if (in.channels != out.channels || out.height != 1 || out.width != 1)
       L.fail(where + ": avgpool must map CxHxW to Cx1x1");
@@ -357,8 +408,9 @@ IntOp decode_op(const Loader& L, const json& j, const std::string& where, const 
 IntModel decode_int_model(const std::string& bytes, const std::string& path) {
   io::TensorFile file = io::decode_safetensors(bytes, path);
   Loader L{path, file};
-  if (file.metadata["format"] != kFormatName)
-    L.fail("format is '" + file.metadata["format"] + "', expected " + kFormatName);
+  L.v3 = file.metadata["format"] == kFormatNameV3;
+  if (file.metadata["format"] != kFormatName && !L.v3)
+    L.fail("format is '" + file.metadata["format"] + "', expected " + kFormatName + " or " + kFormatNameV3);
   json g;
   try {
     g = json::parse(file.metadata["graph"]);

@@ -13,10 +13,14 @@
 namespace prom::graph {
 
 // v2: one rounding rule (ties to even) with a single rounding per requantization, explicit output
-// clamps, classifier biases with fractional bits. v1 files are refused with a message naming both.
+// clamps, classifier biases with fractional bits. v3 adds activation tables after convolutions and
+// squeeze-and-excitation scaling (op kind "mul"); a model using neither is written as v2, so that
+// older readers keep reading it and refuse what they cannot compute. v1 files are refused with a
+// message naming the versions read.
 constexpr const char* kFormatName = "prom-int-v2";
+constexpr const char* kFormatNameV3 = "prom-int-v3";
 
-enum class OpKind { kConv, kAdd, kAvgPool, kLinear };
+enum class OpKind { kConv, kAdd, kAvgPool, kLinear, kMul };
 const char* op_kind_name(OpKind kind);
 
 // One activation tensor of the graph: int8 (signed) or uint8 (unsigned), zero point 0.
@@ -45,9 +49,17 @@ struct IntOp {
   int32_t clamp_lo = 0, clamp_hi = 0;
   torch::Tensor weight_scale;  // float32 [out]: real value of one weight step (with BN folded), for reference
   torch::Tensor output_scale;  // linear only: float32 [out], real value of one step of acc * 2^acc_shift + bias
+  // conv (v3): an activation computed by a table on the requantized (pre-activation) codes:
+  // out = table[code + 128]; none where the activation is a clamp (ReLU, ReLU6) or absent.
+  model::Activation activation = model::Activation::kNone;
+  torch::Tensor table;  // int32 [256], codes on the output grid
   // add: out = round((a * mult_a + b * mult_b) / 2^add_shift), in int64
   int64_t add_mult_a = 0, add_mult_b = 0, add_shift = 0;
+  // mul (v3): features `input` [C, H, W] scaled by the gate `input2` [C, 1, 1]:
+  // out = clamp(round(x * g * mul_multiplier / 2^mul_shift)) on the output grid (arith::mul_requantize)
+  int64_t mul_multiplier = 0, mul_shift = 0;
 };
+
 
 struct Preprocess {
   int64_t resize = 0, crop = 0;  // eval preset
@@ -65,6 +77,9 @@ struct IntModel {
   std::vector<IntOp> ops;
   int input = 0, output = -1;  // activation indices; the output is the linear op's int32 logits
 };
+
+// True where the model needs prom-int-v3 (an activation table or a mul op).
+bool needs_v3(const IntModel& model);
 
 // Packing of ternary codes. 2bit: weight i in bits 2*(i%4) of byte i/4, 00 = 0, 01 = +1, 10 = -1.
 // base3: byte j holds weights 5j..5j+4 as sum (w+1) * 3^k. Both pad the last byte with zeros.

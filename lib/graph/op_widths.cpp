@@ -6,8 +6,11 @@
 namespace prom::graph {
 
 CodeRange code_range(const IntModel& m, int id) {
-  for (const auto& op : m.ops)
-    if (op.output == id && op.kind == OpKind::kConv) return {op.clamp_lo, op.clamp_hi};
+  for (const auto& op : m.ops) {
+    if (op.output != id || op.kind != OpKind::kConv) continue;
+    if (!op.table.defined()) return {op.clamp_lo, op.clamp_hi};
+    return {std::min(0, op.table.min().item<int32_t>()), std::max(0, op.table.max().item<int32_t>())};
+  }
   const bool is_unsigned = m.activations.at(static_cast<size_t>(id)).is_unsigned;
   return is_unsigned ? CodeRange{0, 255} : CodeRange{-128, 127};
 }
@@ -56,6 +59,13 @@ OpWidths op_widths(const IntModel& m, size_t index) {
       w.requant_bits = std::max(significant_bits(op.add_mult_a), significant_bits(op.add_mult_b));
       break;
     case OpKind::kAvgPool: break;
+    case OpKind::kMul: {  // feature code times gate code, then a fixed-point multiply
+      const CodeRange x = code_range(m, op.input), g = code_range(m, op.input2);
+      const int64_t p[4] = {int64_t{x.lo} * g.lo, int64_t{x.lo} * g.hi, int64_t{x.hi} * g.lo, int64_t{x.hi} * g.hi};
+      w.accumulator_bits = accumulator_bits_for({*std::min_element(p, p + 4), *std::max_element(p, p + 4)});
+      w.requant_bits = significant_bits(op.mul_multiplier);
+      break;
+    }
   }
   return w;
 }

@@ -49,6 +49,7 @@ IntegerEngine::IntegerEngine(graph::IntModel model, EngineOptions options)
   plus_offsets_.resize(model_.ops.size());
   minus_offsets_.resize(model_.ops.size());
   weight_pairs_.resize(model_.ops.size());
+  tables_.resize(model_.ops.size());
   size_t max_pixels = 0, max_padded = 0, max_pairs = 0;
   for (size_t i = 0; i < model_.ops.size(); ++i) {
     const IntOp& op = model_.ops[i];
@@ -75,6 +76,10 @@ IntegerEngine::IntegerEngine(graph::IntModel model, EngineOptions options)
       weight_pairs_[i] = kernels::pack_weight_pairs(op.weight.contiguous().data_ptr<int8_t>(), op.out_channels, op.in_channels);
       max_pairs = std::max<size_t>(max_pairs, kernels::channel_pairs(op.in_channels) *
                                                   kernels::padded_pixels(capacity_ * in.height * in.width) * 2);
+    }
+    if (op.table.defined()) {
+      torch::Tensor t = op.table.to(torch::kInt16).contiguous();
+      tables_[i].assign(t.data_ptr<int16_t>(), t.data_ptr<int16_t>() + 256);
     }
     if (is_ternary_pointwise(op)) {
       // Index lists per output channel: the kernel adds the inputs at `plus` and subtracts those at `minus`.
@@ -185,6 +190,7 @@ void IntegerEngine::run_batch(const int16_t* input, int64_t images, int32_t* log
       case OpKind::kAdd: add(op, i); break;
       case OpKind::kAvgPool: avgpool(op, i); break;
       case OpKind::kLinear: linear(op, i, logits); break;
+      case OpKind::kMul: mul(op, i); break;
     }
     auto t1 = Clock::now();
     seconds_[i] += std::chrono::duration<double>(t1 - t0).count();
@@ -239,6 +245,41 @@ void IntegerEngine::conv(const IntOp& op, size_t index) {
     counts.requant_mults += op.out_channels * p.out_pixels;
     counts.roundings += op.out_channels * p.out_pixels;
   }
+  if (op.table.defined()) apply_table(index, op.out_channels * p.out_pixels);
+}
+
+// An activation computed by its table: each requantized (pre-activation) code becomes table[code + 128].
+void IntegerEngine::apply_table(size_t index, int64_t n) {
+  const IntOp& op = model_.ops[index];
+  const int16_t* table = tables_[index].data();
+  int16_t* y = acts_[op.output].data();
+  for_channels(parallel_, n / 4096 + 1, 4096, [&](int64_t i0, int64_t i1) {
+    for (int64_t i = i0 * 4096, end = std::min(n, i1 * 4096); i < end; ++i) y[i] = table[y[i] + 128];
+  });
+  counts_[index].counts.lookups += n;
+}
+
+// Squeeze-and-excitation: each channel of each image scaled by its gate code, then requantized.
+void IntegerEngine::mul(const IntOp& op, size_t index) {
+  const auto& out = model_.activations[op.output];
+  const int64_t pixels = out.height * out.width, planes = out.channels * batch_;
+  const int16_t* x = acts_[op.input].data();
+  const int16_t* gate = acts_[op.input2].data();  // [C][image]
+  int16_t* y = acts_[op.output].data();
+  const quant::arith::CodeGrid grid = quant::arith::activation_grid(out.is_unsigned);
+  const quant::arith::FixedPointMultiplier m{static_cast<int32_t>(op.mul_multiplier), static_cast<int>(op.mul_shift)};
+  for_channels(parallel_, planes, pixels, [&](int64_t q0, int64_t q1) {
+    for (int64_t q = q0; q < q1; ++q)
+      for (int64_t p = 0; p < pixels; ++p)
+        y[q * pixels + p] = static_cast<int16_t>(quant::arith::mul_requantize(x[q * pixels + p], gate[q], m, grid.lo, grid.hi));
+  });
+  OpCounts& counts = counts_[index].counts;
+  // Feature code x gate code, counted as a multiply-accumulate (the energy model charges every int8
+  // multiply with its accumulation; here that add is an overcount of one per value).
+  counts.int8_mults += planes * pixels;
+  counts.int32_adds += planes * pixels;
+  counts.requant_mults += planes * pixels;
+  counts.roundings += planes * pixels;
 }
 
 int64_t IntegerEngine::conv_ternary_pointwise(const IntOp& op, size_t index, const ConvPlanes& p) {

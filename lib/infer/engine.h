@@ -1,7 +1,8 @@
 // The integer engine: runs an exported model with integer arithmetic only, from the quantized input
 // to the int32 logits. Ternary pointwise convolutions use additions and subtractions only; stem,
 // depthwise, last_conv and classifier use int8 multiply-accumulate; requantization uses fixed-point
-// multipliers; ReLU6 is a clamp; residual adds and global average pooling stay in integers.
+// multipliers; ReLU and ReLU6 are clamps, other activations lookup tables; residual adds,
+// squeeze-and-excitation scaling and global average pooling stay in integers.
 // It counts the operations it executes, per layer, for the energy model.
 #pragma once
 #include <vector>
@@ -60,7 +61,9 @@ class IntegerEngine {
   void conv_pointwise_dot(const graph::IntOp& op, size_t index, const ConvPlanes& planes);
   void conv_general(const graph::IntOp& op, const ConvPlanes& planes);
   void conv_images_inner(const graph::IntOp& op, const ConvPlanes& planes, int64_t plane);
+  void apply_table(size_t index, int64_t n);
   void add(const graph::IntOp& op, size_t index);
+  void mul(const graph::IntOp& op, size_t index);
   void avgpool(const graph::IntOp& op, size_t index);
   void linear(const graph::IntOp& op, size_t index, int32_t* logits);
   void linear_images_inner(const graph::IntOp& op, int32_t* logits);
@@ -74,6 +77,7 @@ class IntegerEngine {
   std::vector<std::vector<int16_t>> acts_;   // one buffer per graph activation: [C][image][H*W]
   std::vector<std::vector<int32_t>> plus_, minus_;  // per ternary op: flattened index lists
   std::vector<std::vector<int64_t>> plus_offsets_, minus_offsets_;  // per output channel: start in lists
+  std::vector<std::vector<int16_t>> tables_;  // per op with an activation table: its 256 output codes
   std::vector<std::vector<int32_t>> weight_pairs_;  // per 1x1 op on the dot-product path: packed weights
   std::vector<std::vector<int16_t>> classifier_pairs_;  // per linear op: its weights packed as a tile's input
   std::vector<int32_t> image_words_;  // the classifier's input codes packed as a tile's weight pairs

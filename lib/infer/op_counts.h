@@ -14,7 +14,9 @@ struct OpCounts {
   int64_t int32_adds = 0;     // int32 accumulations, bias adds, residual sums, pooling sums
   int64_t requant_mults = 0;  // fixed-point multiplies of requantization (and residual/pool rescaling)
   int64_t roundings = 0;      // rounding adds of requantization, residual adds and pooling: one per output
+  int64_t lookups = 0;        // activation table lookups (hardswish, sigmoid, ...): one per output
   OpCounts& operator+=(const OpCounts& o) {
+    lookups += o.lookups;
     ternary_adds += o.ternary_adds;
     int8_mults += o.int8_mults;
     int32_adds += o.int32_adds;
@@ -24,7 +26,7 @@ struct OpCounts {
   }
   bool operator==(const OpCounts& o) const {
     return ternary_adds == o.ternary_adds && int8_mults == o.int8_mults && int32_adds == o.int32_adds &&
-           requant_mults == o.requant_mults && roundings == o.roundings;
+           requant_mults == o.requant_mults && roundings == o.roundings && lookups == o.lookups;
   }
 };
 

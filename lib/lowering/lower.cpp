@@ -16,9 +16,10 @@ using model::NodeKind;
 
 // lower_layer with the export prefix on its errors.
 quant::IntLayer lower(const model::LayerInfo& info, const model::GraphNode& node,
-                      const std::vector<quant::ActivationQuantImpl*>& q, int multiplier_bits) {
+                      const std::vector<quant::ActivationQuantImpl*>& q, quant::ActivationQuantImpl* pre,
+                      int multiplier_bits) {
   try {
-    return quant::lower_layer(info, quant::layer_io(node, q, info.name, multiplier_bits));
+    return quant::lower_node(info, node, q, pre, multiplier_bits);
   } catch (const ConfigError&) {
     throw;
   } catch (const Error& e) {
@@ -34,9 +35,12 @@ const quant::ActivationQuantImpl* quantizer_of(const std::vector<quant::Activati
   return q[tensor];
 }
 
+// A conv, the classifier, or a hidden linear layer (MobileNetV3's head), which requantizes like a 1x1
+// convolution on a 1x1 map and is written as one.
 IntOp conv_op(const model::LayerInfo& info, const model::GraphNode& node, quant::IntLayer l) {
   IntOp op;
-  op.kind = node.kind == NodeKind::kLinear ? OpKind::kLinear : OpKind::kConv;
+  const bool logits = node.kind == NodeKind::kLinear && !l.multiplier.defined();
+  op.kind = logits ? OpKind::kLinear : OpKind::kConv;
   op.name = info.name;
   op.role = info.role;
   op.input = node.inputs[0];
@@ -49,7 +53,12 @@ IntOp conv_op(const model::LayerInfo& info, const model::GraphNode& node, quant:
   op.groups = info.groups;
   op.ternary = l.ternary;
   op.relu6 = node.activation == model::Activation::kRelu6;
-  op.weight = l.weight;
+  op.weight = node.kind == NodeKind::kLinear && !logits ? l.weight.reshape({info.out_channels, info.in_channels, 1, 1})
+                                                        : l.weight;
+  if (l.table.defined()) {
+    op.activation = node.activation;
+    op.table = l.table;
+  }
   op.bias = l.bias;
   op.acc_shift = l.acc_shift;
   op.weight_scale = l.weight_scale;
@@ -72,6 +81,7 @@ IntModel lower_model(model::ClassifierModel& net, const ExportOptions& options) 
   const auto& graph = net.graph();
   const auto& layers = net.layers();
   const auto q = quant::tensor_quantizers(net);
+  const auto pre = quant::preactivation_quantizers(net);
   IntModel m;
   m.arch = net.arch();
   m.prom_version = PROM_VERSION;
@@ -83,16 +93,17 @@ IntModel lower_model(model::ClassifierModel& net, const ExportOptions& options) 
   const auto& in_q = *quantizer_of(q, 0, "the model input");
   m.activations.push_back({in_q.scale(), in_q.is_unsigned(), layers.at(graph.at(0).layer).in_channels,
                            options.input_size, options.input_size});
-  for (const auto& node : graph) {
+  for (size_t i = 0; i < graph.size(); ++i) {
+    const auto& node = graph[i];
     const Activation in = m.activations.at(node.inputs[0]);
     Activation out = in;
     if (node.kind == NodeKind::kConv || node.kind == NodeKind::kLinear) {
       const auto& info = layers[node.layer];
-      IntOp op = conv_op(info, node, lower(info, node, q, options.multiplier_bits));
+      IntOp op = conv_op(info, node, lower(info, node, q, pre[i], options.multiplier_bits));
       out.channels = info.out_channels;
-      if (node.kind == NodeKind::kConv) {
-        out.height = (in.height + 2 * info.padding - info.kernel) / info.stride + 1;
-        out.width = (in.width + 2 * info.padding - info.kernel) / info.stride + 1;
+      if (op.kind == OpKind::kConv) {
+        out.height = (in.height + 2 * op.padding - op.kernel) / op.stride + 1;
+        out.width = (in.width + 2 * op.padding - op.kernel) / op.stride + 1;
         const auto& oq = *quantizer_of(q, node.output, "the output of " + info.name);
         out.scale = oq.scale();
         out.is_unsigned = oq.is_unsigned();
@@ -113,6 +124,25 @@ IntModel lower_model(model::ClassifierModel& net, const ExportOptions& options) 
       op.add_mult_a = add.mult_a;
       op.add_mult_b = add.mult_b;
       op.add_shift = add.shift;
+      out.scale = oq.scale();
+      out.is_unsigned = oq.is_unsigned();
+      m.ops.push_back(op);
+    } else if (node.kind == NodeKind::kMul) {  // squeeze-and-excitation scaling
+      const auto& oq = *quantizer_of(q, node.output, "a squeeze-and-excitation output");
+      const Activation gate = m.activations.at(node.inputs[1]);
+      quant::IntMul mul;
+      try {
+        mul = quant::lower_mul(in.scale, gate.scale, oq.scale(), oq.is_unsigned(), options.multiplier_bits);
+      } catch (const Error& e) {
+        throw Error(std::string("cannot export: ") + e.what());
+      }
+      IntOp op;
+      op.kind = OpKind::kMul;
+      op.input = node.inputs[0];
+      op.input2 = node.inputs[1];
+      op.output = node.output;
+      op.mul_multiplier = mul.multiplier.multiplier;
+      op.mul_shift = mul.multiplier.right_shift;
       out.scale = oq.scale();
       out.is_unsigned = oq.is_unsigned();
       m.ops.push_back(op);

@@ -3,6 +3,9 @@
 // integers come from quant::lower_layer, the function the exact fake-quant forward executes, so the
 // exported model computes bit for bit what the QAT model computes in eval mode.
 #pragma once
+#include <string>
+#include <vector>
+
 #include "graph/int_model.h"
 
 namespace prom::lowering {

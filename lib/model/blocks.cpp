@@ -2,26 +2,29 @@
 
 namespace prom::model {
 
-torch::Tensor ActivationLayerImpl::forward(torch::Tensor x) {
-  // In place where autograd allows it (ReLU's backward reads its output) or where no graph is
-  // recorded; out of place otherwise (hardswish and SiLU backwards read their input).
-  const bool recording = torch::GradMode::is_enabled() && x.requires_grad();
-  switch (kind_) {
-    case Activation::kNone: return x;
-    case Activation::kRelu: return x.relu_();
-    case Activation::kHardswish: return recording ? torch::hardswish(x) : torch::hardswish_(x);
-    case Activation::kSilu: return recording ? torch::silu(x) : torch::silu_(x);
-    default: return apply_activation(kind_, x);
-  }
+SqueezeExcitationImpl::SqueezeExcitationImpl(HookedConv2d fc1_, HookedConv2d fc2_, ActivationLayer activation_,
+                                             ActivationLayer gate)
+    : fc1(register_module("fc1", fc1_)),
+      fc2(register_module("fc2", fc2_)),
+      activation(register_module("activation", activation_)),
+      scale_activation(register_module("scale_activation", gate)) {}
+
+void SqueezeExcitationImpl::set_hook(Hook which, std::shared_ptr<TensorHook> hook) {
+  const char* name = which == Hook::kInput ? "input_quant" : which == Hook::kPooled ? "pooled_quant" : "gate_quant";
+  auto& slot = which == Hook::kInput ? input_hook_ : which == Hook::kPooled ? pooled_hook_ : gate_hook_;
+  slot = hook ? register_module(name, hook) : nullptr;
 }
 
-SqueezeExcitationImpl::SqueezeExcitationImpl(HookedConv2d fc1_, HookedConv2d fc2_, Activation activation,
-                                             Activation gate)
-    : fc1(register_module("fc1", fc1_)), fc2(register_module("fc2", fc2_)), activation_(activation), gate_(gate) {}
+std::shared_ptr<TensorHook> SqueezeExcitationImpl::hook(Hook which) const {
+  return which == Hook::kInput ? input_hook_ : which == Hook::kPooled ? pooled_hook_ : gate_hook_;
+}
 
 torch::Tensor SqueezeExcitationImpl::forward(torch::Tensor x) {
+  if (input_hook_) x = input_hook_->forward(x);
   torch::Tensor scale = torch::adaptive_avg_pool2d(x, {1, 1});
-  scale = apply_activation(gate_, fc2->forward(apply_activation(activation_, fc1->forward(scale))));
+  if (pooled_hook_) scale = pooled_hook_->forward(scale);
+  scale = scale_activation->forward(fc2->forward(activation->forward(fc1->forward(scale))));
+  if (gate_hook_) scale = gate_hook_->forward(scale);
   return x * scale;
 }
 

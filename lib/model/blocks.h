@@ -8,19 +8,6 @@
 
 namespace prom::model {
 
-// An activation without parameters (torchvision's nn.ReLU, nn.Hardswish, nn.SiLU, ...). ReLU6 has its
-// own module (DeferrableRelu6) because lib/quant may fuse it into a quantizer.
-class ActivationLayerImpl : public torch::nn::Module {
- public:
-  explicit ActivationLayerImpl(Activation kind) : kind_(kind) {}
-  torch::Tensor forward(torch::Tensor x);
-  Activation kind() const { return kind_; }
-
- private:
-  Activation kind_;
-};
-TORCH_MODULE(ActivationLayer);
-
 // A Sequential with a concrete forward(), so that it can sit inside another Sequential: conv + BN +
 // activation (torchvision's Conv2dNormActivation), MNASNet's stacks, EfficientNet's stages.
 class SequenceImpl : public torch::nn::SequentialImpl {
@@ -32,14 +19,21 @@ TORCH_MODULE(Sequence);
 
 // torchvision's SqueezeExcitation: x * gate(fc2(act(fc1(avgpool(x))))), fc1 and fc2 1x1 convolutions
 // with bias.
+// Under quantization three hooks (lib/quant) sit on the tensors the integer engine holds: the input
+// (quantized once for the pooling and the scaling), the pooled input (rounded back to the input's grid,
+// as integer pooling does) and the gate.
 class SqueezeExcitationImpl : public torch::nn::Module {
  public:
-  SqueezeExcitationImpl(HookedConv2d fc1, HookedConv2d fc2, Activation activation, Activation gate);
+  SqueezeExcitationImpl(HookedConv2d fc1, HookedConv2d fc2, ActivationLayer activation, ActivationLayer gate);
   torch::Tensor forward(torch::Tensor x);
+  enum class Hook { kInput, kPooled, kGate };
+  void set_hook(Hook which, std::shared_ptr<TensorHook> hook);
+  std::shared_ptr<TensorHook> hook(Hook which) const;
   HookedConv2d fc1{nullptr}, fc2{nullptr};
+  ActivationLayer activation{nullptr}, scale_activation{nullptr};
 
  private:
-  Activation activation_, gate_;
+  std::shared_ptr<TensorHook> input_hook_, pooled_hook_, gate_hook_;
 };
 TORCH_MODULE(SqueezeExcitation);
 

@@ -131,4 +131,22 @@ void HookedLinearImpl::set_hooks(std::shared_ptr<TensorHook> input, std::shared_
   weight_hook = w ? register_module("weight_quant", w) : nullptr;
 }
 
+void ActivationLayerImpl::set_input_hook(std::shared_ptr<TensorHook> hook) {
+  input_hook_ = hook ? register_module("input_quant", hook) : nullptr;
+}
+
+torch::Tensor ActivationLayerImpl::forward(torch::Tensor x) {
+  if (input_hook_) x = input_hook_->forward(x);
+  // In place where autograd allows it (ReLU's backward reads its output) or where no graph is
+  // recorded; out of place otherwise (hardswish and SiLU backwards read their input).
+  const bool recording = torch::GradMode::is_enabled() && x.requires_grad();
+  switch (kind_) {
+    case Activation::kNone: return x;
+    case Activation::kRelu: return x.relu_();
+    case Activation::kHardswish: return recording ? torch::hardswish(x) : torch::hardswish_(x);
+    case Activation::kSilu: return recording ? torch::silu(x) : torch::silu_(x);
+    default: return apply_activation(kind_, x);
+  }
+}
+
 }  // namespace prom::model

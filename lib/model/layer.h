@@ -74,6 +74,24 @@ class DeferrableRelu6Impl : public torch::nn::Module {
 };
 TORCH_MODULE(DeferrableRelu6);
 
+// An activation without parameters (torchvision's nn.ReLU, nn.Hardswish, nn.SiLU, ...). ReLU6 has its
+// own module (DeferrableRelu6) because lib/quant may fuse it into a quantizer. Under quantization an
+// input hook may round the pre-activation values to an int8 grid: the integer model then computes the
+// activation as a lookup table on those codes (lib/quant/activation_table.h).
+class ActivationLayerImpl : public torch::nn::Module {
+ public:
+  explicit ActivationLayerImpl(Activation kind) : kind_(kind) {}
+  torch::Tensor forward(torch::Tensor x);
+  Activation kind() const { return kind_; }
+  void set_input_hook(std::shared_ptr<TensorHook> hook);
+  std::shared_ptr<TensorHook> input_hook() const { return input_hook_; }
+
+ private:
+  Activation kind_;
+  std::shared_ptr<TensorHook> input_hook_;
+};
+TORCH_MODULE(ActivationLayer);
+
 // One weighted layer (a convolution with its BatchNorm, or the classifier's linear layer).
 struct LayerInfo {
   std::string name;  // state-dict prefix of the weight, e.g. "features.1.conv.0.0"
@@ -88,6 +106,7 @@ struct LayerInfo {
   HookedLinear linear{nullptr};            // set for the classifier
   Activation activation = Activation::kNone;  // what follows the BatchNorm (or the bias)
   DeferrableRelu6 act{nullptr};  // the module, where the activation is a ReLU6 (lib/quant may fuse it)
+  ActivationLayer activation_layer{nullptr};  // the module, for the other activations
 };
 
 // The model's dataflow over numbered tensors, in execution order: what lowering walks, what the exact
@@ -136,6 +155,11 @@ class ClassifierModel : public torch::nn::Module {
   // is the add node's second input. Throws std::out_of_range for a tensor that is no such branch.
   virtual void set_branch_hook(int tensor, std::shared_ptr<TensorHook> hook) = 0;
   virtual std::shared_ptr<TensorHook> branch_hook(int tensor) const = 0;
+  // Hooks on the tensors of a squeeze-and-excitation block that no layer reads: its input (a kMul
+  // node's first input, also read by its pooling), its pooled input and its gate (the kMul node's
+  // second input). Throws std::out_of_range for another tensor.
+  virtual void set_tensor_hook(int tensor, std::shared_ptr<TensorHook> hook) = 0;
+  virtual std::shared_ptr<TensorHook> tensor_hook(int tensor) const = 0;
   // lib/quant's exact integer forward: in eval mode it computes forward() instead of the modules;
   // in training it may replace the simulated logits' values (see ExactForwardHook). Not a submodule:
   // it holds no state of its own.

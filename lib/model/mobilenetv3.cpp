@@ -94,9 +94,10 @@ MobileNetV3Impl::MobileNetV3Impl(const MobileNetV3Options& o) : NetworkImpl(o.st
   int hidden = -1, logits = -1;
   auto fc = add_linear(last_out, last_channel, LayerRole::kClassifierHidden, Activation::kHardswish, "classifier.0",
                        add_head_pool(last_conv.output), &hidden);
+  ActivationLayer hidden_activation = layers().back().activation_layer;
   auto classifier = add_linear(last_channel, o.num_classes, LayerRole::kClassifier, Activation::kNone, "classifier.3",
                                hidden, &logits);
-  set_head("classifier", nn::Sequential(fc, ActivationLayer(Activation::kHardswish), nn::Dropout(o.dropout),
+  set_head("classifier", nn::Sequential(fc, hidden_activation, nn::Dropout(o.dropout),
                                         classifier));
 
   // torchvision's initialisation.

@@ -53,7 +53,8 @@ ConvParts NetworkImpl::add_conv(const ConvSpec& s, const std::string& conv_name,
     info.act = DeferrableRelu6();
     parts.act = nn::AnyModule(info.act);
   } else if (s.activation != Activation::kNone) {
-    parts.act = nn::AnyModule(ActivationLayer(s.activation));
+    info.activation_layer = ActivationLayer(s.activation);
+    parts.act = nn::AnyModule(info.activation_layer);
   }
   layers_.push_back(info);
   parts.output = add_node(NodeKind::kConv, static_cast<int>(layers_.size() - 1), {tensor}, s.activation);
@@ -72,6 +73,7 @@ HookedLinear NetworkImpl::add_linear(int64_t in, int64_t out, LayerRole role, Ac
   info.out_channels = out;
   info.linear = linear;
   info.activation = activation;
+  if (activation != Activation::kNone) info.activation_layer = ActivationLayer(activation);
   layers_.push_back(info);
   *output = add_node(NodeKind::kLinear, static_cast<int>(layers_.size() - 1), {tensor}, activation);
   return linear;
@@ -86,7 +88,13 @@ SqueezeExcitation NetworkImpl::add_squeeze_excitation(int64_t channels, int64_t 
   ConvSpec expand{squeeze, channels, 1, 1, 1, LayerRole::kSeExpand, gate, /*bias=*/true, /*batch_norm=*/false};
   ConvParts fc2 = add_conv(expand, name + ".fc2", "", fc1.output);
   *output = add_node(NodeKind::kMul, -1, {tensor, fc2.output}, Activation::kNone);
-  return SqueezeExcitation(fc1.conv, fc2.conv, activation, gate);
+  const auto& fc2_info = layers_.back();
+  const auto& fc1_info = layers_[layers_.size() - 2];
+  SqueezeExcitation se(fc1.conv, fc2.conv, fc1_info.activation_layer, fc2_info.activation_layer);
+  se_tensors_[tensor] = {se.ptr().get(), SqueezeExcitationImpl::Hook::kInput};
+  se_tensors_[pooled] = {se.ptr().get(), SqueezeExcitationImpl::Hook::kPooled};
+  se_tensors_[fc2.output] = {se.ptr().get(), SqueezeExcitationImpl::Hook::kGate};
+  return se;
 }
 
 int NetworkImpl::add_residual(const InvertedResidual& block, int skip, int branch) {
@@ -149,6 +157,18 @@ void NetworkImpl::set_branch_hook(int tensor, std::shared_ptr<TensorHook> hook) 
 std::shared_ptr<TensorHook> NetworkImpl::branch_hook(int tensor) const {
   auto it = branch_blocks_.find(tensor);
   return it == branch_blocks_.end() ? nullptr : it->second->residual_hook();
+}
+
+void NetworkImpl::set_tensor_hook(int tensor, std::shared_ptr<TensorHook> hook) {
+  auto it = se_tensors_.find(tensor);
+  if (it == se_tensors_.end())
+    throw std::out_of_range("no squeeze-and-excitation block holds tensor " + std::to_string(tensor));
+  it->second.first->set_hook(it->second.second, std::move(hook));
+}
+
+std::shared_ptr<TensorHook> NetworkImpl::tensor_hook(int tensor) const {
+  auto it = se_tensors_.find(tensor);
+  return it == se_tensors_.end() ? nullptr : it->second.first->hook(it->second.second);
 }
 
 void NetworkImpl::set_pool_hook(std::shared_ptr<TensorHook> hook) {

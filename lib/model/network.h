@@ -42,6 +42,8 @@ class NetworkImpl : public ClassifierModel {
   std::shared_ptr<TensorHook> pool_hook() const override { return pool_hook_; }
   void set_branch_hook(int tensor, std::shared_ptr<TensorHook> hook) override;
   std::shared_ptr<TensorHook> branch_hook(int tensor) const override;
+  void set_tensor_hook(int tensor, std::shared_ptr<TensorHook> hook) override;
+  std::shared_ptr<TensorHook> tensor_hook(int tensor) const override;
 
  protected:
   // `stride_one_stages`: for small inputs, the first N stride-2 convolutions (stem first) run at
@@ -84,6 +86,8 @@ class NetworkImpl : public ClassifierModel {
   std::vector<GraphNode> graph_;
   std::vector<bool> nonnegative_{false};  // per graph tensor: all values >= 0 (tensor 0: the image)
   std::map<int, InvertedResidualImpl*> branch_blocks_;  // residual branch tensor -> its block (owned by body_)
+  // squeeze-and-excitation tensors -> their block (owned by body_) and hook
+  std::map<int, std::pair<SqueezeExcitationImpl*, SqueezeExcitationImpl::Hook>> se_tensors_;
   std::shared_ptr<TensorHook> pool_hook_;
   torch::nn::Sequential body_{nullptr}, head_{nullptr};
   int stride_one_left_;

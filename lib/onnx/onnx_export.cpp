@@ -189,6 +189,9 @@ class QdqExporter {
 };
 
 void QdqExporter::conv(const IntOp& op) {
+  if (op.table.defined())
+    throw Error("cannot export to ONNX: layer " + op.name + ": its " + model::activation_name(op.activation) +
+                " table has no ONNX form in prom's exporter yet (the integer engine runs it)");
   const float s_in = params(op.input).scale;
   const double s_out = params(op.output).scale;  // checks the output scale before the weights' scales
   const std::string x = dequantized(op.input);

@@ -148,6 +148,12 @@ inline int32_t add_requantize(int64_t a, int64_t b, int64_t mult_a, int64_t mult
   return static_cast<int32_t>(saturate<int64_t>(rounding_shift_right(a * mult_a + b * mult_b, shift), lo, hi));
 }
 
+// Squeeze-and-excitation scaling of a feature code by a gate code: round(x * g * M), ties to even,
+// saturated to [lo, hi]. |x * g| < 2^16, so the product with a 31-bit multiplier fits int64.
+inline int32_t mul_requantize(int64_t x, int64_t g, FixedPointMultiplier m, int32_t lo, int32_t hi) {
+  return requantize(x * g, 0, 0, m, lo, hi);
+}
+
 // Largest fractional shift for a residual add whose multipliers (ratios of scales) stay below 2^31.
 constexpr int kMaxAddShift = 30;
 inline int add_shift_for(double ratio_a, double ratio_b) {

@@ -4,6 +4,7 @@
 
 #include "core/autocast.h"
 #include "core/error.h"
+#include "quant/activation_table.h"
 #include "quant/requant_gains.h"
 #include "quant/straight_through.h"
 
@@ -31,8 +32,11 @@ std::vector<int> last_reads(const std::vector<model::GraphNode>& graph) {
 
 bool fully_quantized(model::ClassifierModel& net) {
   auto q = tensor_quantizers(net);
+  auto pre = preactivation_quantizers(net);
   const auto& layers = net.layers();
-  for (const auto& node : net.graph()) {
+  for (size_t i = 0; i < net.graph().size(); ++i) {
+    const auto& node = net.graph()[i];
+    if (node.layer >= 0 && needs_table(node.activation) && !pre[i]) return false;
     for (int t : node.inputs)
       if (!q[t]) return false;
     if (node.kind == model::NodeKind::kConv || node.kind == model::NodeKind::kLinear) {
@@ -42,7 +46,7 @@ bool fully_quantized(model::ClassifierModel& net) {
     }
     if (node.kind != model::NodeKind::kLinear && !q[node.output]) return false;
   }
-  return true;
+  return q[net.graph().size()] == nullptr;  // the last node writes int32 logits
 }
 
 std::vector<std::pair<const void*, int64_t>> ExactForwardImpl::state_key() const {
@@ -59,10 +63,13 @@ const ExactForwardImpl::Lowered& ExactForwardImpl::lowered(const torch::Device& 
   const auto& graph = model_.graph();
   const auto& layers = model_.layers();
   auto q = tensor_quantizers(model_);
+  auto pre = preactivation_quantizers(model_);
   Lowered low;
   low.layers.resize(graph.size());
   low.adds.resize(graph.size());
+  low.muls.resize(graph.size());
   low.weights.resize(graph.size());
+  low.tables.resize(graph.size());
   low.scales.assign(graph.size() + 1, 1.0);
   for (size_t t = 0; t < q.size(); ++t)
     if (q[t]) low.scales[t] = q[t]->scale();
@@ -70,13 +77,17 @@ const ExactForwardImpl::Lowered& ExactForwardImpl::lowered(const torch::Device& 
     const auto& node = graph[i];
     if (node.kind == model::NodeKind::kConv || node.kind == model::NodeKind::kLinear) {
       const auto& info = layers[node.layer];
-      IntLayer l = lower_layer(info, layer_io(node, q, info.name, multiplier_bits_));
+      IntLayer l = lower_node(info, node, q, pre[i], multiplier_bits_);
       auto dtype = node.kind == model::NodeKind::kLinear || l.max_abs_accumulator >= kFloat32Exact ? torch::kFloat64
                                                                                                    : torch::kFloat32;
       low.weights[i] = l.weight.to(device, dtype);
+      if (l.table.defined()) low.tables[i] = l.table.to(device, torch::kFloat32);
       low.layers[i] = std::move(l);
     } else if (node.kind == model::NodeKind::kAdd) {
       low.adds[i] = lower_add(low.scales[node.inputs[0]], low.scales[node.inputs[1]], low.scales[node.output],
+                              q[node.output]->is_unsigned(), multiplier_bits_);
+    } else if (node.kind == model::NodeKind::kMul) {
+      low.muls[i] = lower_mul(low.scales[node.inputs[0]], low.scales[node.inputs[1]], low.scales[node.output],
                               q[node.output]->is_unsigned(), multiplier_bits_);
     }
   }
@@ -94,7 +105,8 @@ torch::Tensor ExactForwardImpl::run_conv(size_t i, const model::GraphNode& node,
   const torch::Tensor& w = low.weights[i];
   torch::Tensor x = in.scalar_type() == w.scalar_type() ? in : in.to(w.scalar_type());
   torch::Tensor acc = torch::conv2d(x, w, {}, info.stride, info.padding, 1, info.groups);
-  return requantize_codes(acc, low.layers[i]);
+  torch::Tensor out = requantize_codes(acc, low.layers[i]);
+  return low.tables[i].defined() ? lookup_codes(out, low.tables[i]) : out;
 }
 
 torch::Tensor ExactForwardImpl::run_linear(size_t i, const torch::Tensor& in, const Lowered& low) const {
@@ -102,6 +114,10 @@ torch::Tensor ExactForwardImpl::run_linear(size_t i, const torch::Tensor& in, co
   const auto device = in.device();
   // Exact in float64: every sum of code products stays far below 2^53.
   torch::Tensor acc = in.to(torch::kFloat64).flatten(1).matmul(low.weights[i].t());
+  if (!l.output_scale.defined()) {  // a hidden layer (MobileNetV3's head): requantized like a 1x1 conv
+    torch::Tensor out = requantize_codes(acc, l);
+    return low.tables[i].defined() ? lookup_codes(out, low.tables[i]) : out;
+  }
   torch::Tensor biased = acc * std::ldexp(1.0, static_cast<int>(l.acc_shift)) + l.bias.to(device, torch::kFloat64);
   // The engine's dequantization: float32(int32 logit) * float32 step.
   return biased.to(torch::kFloat32) * l.output_scale.to(device).unsqueeze(0);
@@ -149,10 +165,13 @@ torch::Tensor ExactForwardImpl::exact_logits(const torch::Tensor& x) {
       case model::NodeKind::kAdd:
         codes[node.output] = add_codes(codes[node.inputs[0]], codes[node.inputs[1]], low.adds[i]);
         break;
-      case model::NodeKind::kGlobalAvgPool: codes[node.output] = average_pool_codes(codes[node.inputs[0]]); break;
+      case model::NodeKind::kGlobalAvgPool:
+        codes[node.output] = average_pool_codes(codes[node.inputs[0]]).unsqueeze(-1).unsqueeze(-1);
+        break;
       case model::NodeKind::kLinear: codes[node.output] = run_linear(i, codes[node.inputs[0]], low); break;
-      case model::NodeKind::kMul:  // refused by check_quantizable (lib/quant/policy.h)
-        throw Error("exact forward: squeeze-and-excitation is not supported");
+      case model::NodeKind::kMul:
+        codes[node.output] = mul_codes(codes[node.inputs[0]], codes[node.inputs[1]], low.muls[i]);
+        break;
     }
     if (!recording_)
       for (int t : node.inputs)

@@ -47,6 +47,8 @@ class ExactForwardImpl : public model::ExactForwardHook {
   struct Lowered {
     std::vector<IntLayer> layers;            // per graph node (empty for add/pool)
     std::vector<IntAdd> adds;                // per graph node (used for add nodes)
+    std::vector<IntMul> muls;                // per graph node (used for squeeze-and-excitation scaling)
+    std::vector<torch::Tensor> tables;       // per graph node: activation table on the device (float32)
     std::vector<torch::Tensor> weights;      // per graph node: float codes on the model's device
     std::vector<double> scales;              // per tensor: step (1 for the logits)
   };

@@ -4,6 +4,7 @@
 #include <limits>
 
 #include "core/error.h"
+#include "quant/activation_table.h"
 #include "quant/arithmetic.h"
 
 namespace prom::quant {
@@ -52,8 +53,8 @@ ChannelPlan plan_channels(const model::LayerInfo& l, const LayerQuantIO& io, con
     if (e < 0) rows[c].neg_();  // a negative BN scale flips the channel: negate its codes
     e = std::abs(e);
     const double acc = l1[c] * in_max;
-    const double reach = l.is_linear ? e * acc : e / io.output_scale * acc;  // output movement (steps or real)
-    p.constant[c] = acc == 0 || !(reach >= (l.is_linear ? 1e-30 : kConstantChannel));
+    const double reach = io.logits ? e * acc : e / io.output_scale * acc;  // output movement (steps or real)
+    p.constant[c] = acc == 0 || !(reach >= (io.logits ? 1e-30 : kConstantChannel));
     p.eff[c] = e;
     if (!p.constant[c]) {
       p.max_acc = std::max(p.max_acc, acc);
@@ -64,9 +65,9 @@ ChannelPlan plan_channels(const model::LayerInfo& l, const LayerQuantIO& io, con
     if (p.constant[c]) {
       rows[c].zero_();
       // A constant logit keeps the layer's step; a constant feature is its bias in output steps.
-      if (l.is_linear) p.eff[c] = largest_eff > 0 ? largest_eff : 1.0;
+      if (io.logits) p.eff[c] = largest_eff > 0 ? largest_eff : 1.0;
     }
-    p.bias_real[c] = p.constant[c] && !l.is_linear ? b[c] / io.output_scale : b[c] / p.eff[c];
+    p.bias_real[c] = p.constant[c] && !io.logits ? b[c] / io.output_scale : b[c] / p.eff[c];
     if (!std::isfinite(p.bias_real[c])) refuse(l.name, "folded bias is not finite");
     p.max_bias = std::max(p.max_bias, std::abs(p.bias_real[c]));
   }
@@ -146,20 +147,38 @@ std::vector<ActivationQuantImpl*> tensor_quantizers(model::ClassifierModel& net)
       throw Error("model graph: tensor " + std::to_string(tensor) + " has two activation quantizers");
     q[tensor] = a;
   };
+  std::vector<const model::GraphNode*> grid_pools;  // pools whose codes stay on their input's grid
   for (const auto& node : graph) {
     switch (node.kind) {
       case model::NodeKind::kConv: assign(node.inputs[0], as_activation(layers[node.layer].conv->input_hook)); break;
       case model::NodeKind::kLinear: assign(node.inputs[0], as_activation(layers[node.layer].linear->input_hook)); break;
       case model::NodeKind::kAdd: assign(node.inputs[1], as_activation(net.branch_hook(node.inputs[1]))); break;
       case model::NodeKind::kGlobalAvgPool:
+        if (net.tensor_hook(node.output)) {  // squeeze-and-excitation: the input is quantized by its block
+          grid_pools.push_back(&node);
+          break;
+        }
         // The pooling quantizer quantizes the feature map and yields pooled codes on the same grid.
         assign(node.inputs[0], as_activation(net.pool_hook()));
         assign(node.output, as_activation(net.pool_hook()));
         break;
-      case model::NodeKind::kMul: break;  // refused by check_quantizable (lib/quant/policy.h)
+      case model::NodeKind::kMul:
+        assign(node.inputs[0], as_activation(net.tensor_hook(node.inputs[0])));
+        assign(node.inputs[1], as_activation(net.tensor_hook(node.inputs[1])));
+        break;
     }
   }
+  for (const auto* pool : grid_pools) assign(pool->output, q[pool->inputs[0]]);
   return q;
+}
+
+std::vector<ActivationQuantImpl*> preactivation_quantizers(model::ClassifierModel& net) {
+  std::vector<ActivationQuantImpl*> pre;
+  for (const auto& node : net.graph()) {
+    const auto& act = node.layer >= 0 ? net.layers()[node.layer].activation_layer : model::ActivationLayer(nullptr);
+    pre.push_back(act && needs_table(node.activation) ? as_activation(act->input_hook()) : nullptr);
+  }
+  return pre;
 }
 
 int requant_multiplier_bits(const config::QuantConfig& config) {
@@ -169,21 +188,30 @@ int requant_multiplier_bits(const config::QuantConfig& config) {
 }
 
 LayerQuantIO layer_io(const model::GraphNode& node, const std::vector<ActivationQuantImpl*>& quantizers,
-                      const std::string& name, int multiplier_bits) {
+                      const ActivationQuantImpl* preactivation, const std::string& name, int multiplier_bits) {
   LayerQuantIO io;
   io.multiplier_bits = multiplier_bits;
   const ActivationQuantImpl* in = quantizers.at(node.inputs[0]);
   if (!in || !in->initialized()) refuse(name, "its input is not quantized (int8 activations needed)");
   io.input_scale = in->scale();
   io.input_unsigned = in->is_unsigned();
-  if (node.kind == model::NodeKind::kConv) {
-    const ActivationQuantImpl* out = quantizers.at(node.output);
-    if (!out || !out->initialized()) refuse(name, "its output is not quantized (int8 activations needed)");
-    io.output_scale = out->scale();
-    io.output_unsigned = out->is_unsigned();
-    io.relu = node.activation == model::Activation::kRelu;
-    io.relu6 = node.activation == model::Activation::kRelu6;
+  const ActivationQuantImpl* out = quantizers.at(node.output);
+  io.logits = node.kind == model::NodeKind::kLinear && !out;
+  if (io.logits) return io;
+  if (needs_table(node.activation)) {
+    // The layer writes pre-activation codes; a table maps them to the output grid.
+    if (!preactivation || !preactivation->initialized())
+      refuse(name, std::string("its ") + model::activation_name(node.activation) +
+                       " input is not quantized (int8 pre-activation codes needed)");
+    io.output_scale = preactivation->scale();
+    io.output_unsigned = preactivation->is_unsigned();
+    return io;
   }
+  if (!out || !out->initialized()) refuse(name, "its output is not quantized (int8 activations needed)");
+  io.output_scale = out->scale();
+  io.output_unsigned = out->is_unsigned();
+  io.relu = node.activation == model::Activation::kRelu;
+  io.relu6 = node.activation == model::Activation::kRelu6;
   return io;
 }
 
@@ -211,7 +239,7 @@ IntLayer lower_layer(const model::LayerInfo& l, const LayerQuantIO& io) {
   }
   out.max_abs_accumulator = static_cast<int64_t>(p.max_acc);
   out.max_abs_biased = static_cast<int64_t>(std::ceil((p.max_acc + p.max_bias) * std::ldexp(1.0, static_cast<int>(out.acc_shift)))) + 1;
-  if (l.is_linear) {
+  if (io.logits) {
     out.output_scale = torch::empty({l.out_channels}, torch::kFloat32);
     for (int64_t c = 0; c < l.out_channels; ++c)
       out.output_scale[c] = static_cast<float>(std::ldexp(p.eff[c], -static_cast<int>(out.acc_shift)));
@@ -219,6 +247,19 @@ IntLayer lower_layer(const model::LayerInfo& l, const LayerQuantIO& io) {
     fill_requantization(l, io, p, &out);
   }
   return out;
+}
+
+IntLayer lower_node(const model::LayerInfo& info, const model::GraphNode& node,
+                    const std::vector<ActivationQuantImpl*>& quantizers, ActivationQuantImpl* preactivation,
+                    int multiplier_bits) {
+  const LayerQuantIO io = layer_io(node, quantizers, preactivation, info.name, multiplier_bits);
+  IntLayer l = lower_layer(info, io);
+  if (!io.logits && needs_table(node.activation)) {
+    ActivationQuantImpl* out = quantizers.at(node.output);
+    if (!out || !out->initialized()) refuse(info.name, "its output is not quantized (int8 activations needed)");
+    l.table = activation_table(node.activation, *preactivation, *out);
+  }
+  return l;
 }
 
 }  // namespace prom::quant

@@ -18,6 +18,9 @@ namespace prom::quant {
 // int32 logits). One quantizer per tensor: a tensor read twice (a residual block's input) is
 // quantized once.
 std::vector<ActivationQuantImpl*> tensor_quantizers(model::ClassifierModel& model);
+// Per graph node: the quantizer of the pre-activation values where the node's activation is a table
+// (activation_table.h), nullptr elsewhere.
+std::vector<ActivationQuantImpl*> preactivation_quantizers(model::ClassifierModel& model);
 
 struct IntLayer {
   std::string name;
@@ -26,6 +29,8 @@ struct IntLayer {
                               // negative, zero on constant channels
   torch::Tensor bias;         // int32 [out]: in units of 2^-acc_shift accumulator steps
   int64_t acc_shift = 0;      // fractional bits of the bias
+  torch::Tensor table;        // int32 [256]: output code of each pre-activation code + 128, where the
+                              // activation is a table (activation_table.h); undefined otherwise
   torch::Tensor multiplier;   // conv: int32 [out] (arith::FixedPointMultiplier)
   torch::Tensor right_shift;  // conv: int32 [out]
   int32_t clamp_lo = 0, clamp_hi = 0;  // conv: output codes (ReLU6 and the output grid)
@@ -52,6 +57,7 @@ struct LayerQuantIO {
   bool input_unsigned = false;
   double output_scale = 1;  // conv: the step of the tensor it writes
   bool output_unsigned = false;
+  bool logits = false;  // the classifier: int32 logits, no requantization
   bool relu = false;   // a ReLU follows the layer: clamp at code 0
   bool relu6 = false;  // a ReLU6 follows: clamp at the codes of 0 and 6
   int multiplier_bits = 31;  // requant_multiplier_bits
@@ -61,8 +67,15 @@ struct LayerQuantIO {
 // multiplier does not fit the integer formats (an overflowing layer is refused, never wrapped).
 IntLayer lower_layer(const model::LayerInfo& layer, const LayerQuantIO& io);
 
-// The quantization around the layer that node `node` of the graph computes.
+// The quantization around the layer that node `node` of the graph computes; `preactivation`: its entry
+// of preactivation_quantizers (the layer then requantizes to that grid).
 LayerQuantIO layer_io(const model::GraphNode& node, const std::vector<ActivationQuantImpl*>& quantizers,
-                      const std::string& layer_name, int multiplier_bits);
+                      const ActivationQuantImpl* preactivation, const std::string& layer_name, int multiplier_bits);
+
+// lower_layer for graph node `node` (layer_io with its pre-activation quantizer), plus its activation
+// table where it has one: what the exact forward executes and lowering exports.
+IntLayer lower_node(const model::LayerInfo& layer, const model::GraphNode& node,
+                    const std::vector<ActivationQuantImpl*>& quantizers, ActivationQuantImpl* preactivation,
+                    int multiplier_bits);
 
 }  // namespace prom::quant

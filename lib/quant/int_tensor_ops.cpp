@@ -4,6 +4,8 @@
 
 #include <cmath>
 
+#include "core/error.h"
+
 namespace prom::quant {
 namespace {
 
@@ -114,6 +116,37 @@ torch::Tensor add_codes(const torch::Tensor& a_in, const torch::Tensor& b_in, co
                                                       add.mult_a, add.mult_b, add.shift, add.clamp_lo, add.clamp_hi));
   });
   return out;
+}
+
+IntMul lower_mul(double scale_features, double scale_gate, double scale_out, bool out_unsigned, int multiplier_bits) {
+  const double m = scale_features * scale_gate / scale_out;
+  if (!arith::representable_multiplier(m))
+    throw Error("squeeze-and-excitation multiplier " + std::to_string(m) + " is out of range");
+  IntMul mul;
+  const auto full = arith::quantize_multiplier(m);
+  mul.multiplier = arith::shorten_multiplier(full, multiplier_bits);
+  if (mul.multiplier.multiplier == 0 && full.multiplier != 0)
+    throw Error("squeeze-and-excitation multiplier " + std::to_string(m) + " does not fit " +
+                std::to_string(multiplier_bits) + " significant bits");
+  const arith::CodeGrid grid = arith::activation_grid(out_unsigned);
+  mul.clamp_lo = grid.lo;
+  mul.clamp_hi = grid.hi;
+  return mul;
+}
+
+torch::Tensor mul_codes(const torch::Tensor& features, const torch::Tensor& gate, const IntMul& mul) {
+  // mul_requantize(x, g) is requantize(x * g) with no bias: one per-channel requantization of the
+  // products (exact in float32: |x * g| < 2^16) with the same multiplier on every channel.
+  const int64_t channels = features.size(1);
+  IntLayer l;
+  l.acc_shift = 0;
+  l.bias = torch::zeros({channels}, torch::kInt32);
+  l.multiplier = torch::full({channels}, mul.multiplier.multiplier, torch::kInt32);
+  l.right_shift = torch::full({channels}, mul.multiplier.right_shift, torch::kInt32);
+  l.clamp_lo = mul.clamp_lo;
+  l.clamp_hi = mul.clamp_hi;
+  torch::Tensor g = gate.to(torch::kFloat32).reshape({gate.size(0), channels, 1, 1});
+  return requantize_codes(features.to(torch::kFloat32) * g, l);
 }
 
 torch::Tensor average_pool_codes(const torch::Tensor& codes) {

@@ -27,6 +27,15 @@ struct IntAdd {
 IntAdd lower_add(double scale_a, double scale_b, double scale_out, bool out_unsigned, int multiplier_bits = 31);
 torch::Tensor add_codes(const torch::Tensor& a, const torch::Tensor& b, const IntAdd& add);
 
+// Squeeze-and-excitation scaling (arith::mul_requantize): features [N, C, H, W] times gate [N, C, 1, 1].
+struct IntMul {
+  arith::FixedPointMultiplier multiplier;  // s_features * s_gate / s_out
+  int32_t clamp_lo = 0, clamp_hi = 0;
+};
+// Throws prom::Error when the multiplier is out of range or does not fit `multiplier_bits`.
+IntMul lower_mul(double scale_features, double scale_gate, double scale_out, bool out_unsigned, int multiplier_bits = 31);
+torch::Tensor mul_codes(const torch::Tensor& features, const torch::Tensor& gate, const IntMul& mul);
+
 // Global average pooling of codes [N, C, H, W] -> [N, C]: integer sums divided with ties to even.
 torch::Tensor average_pool_codes(const torch::Tensor& codes);
 

@@ -8,6 +8,7 @@
 
 #include "core/error.h"
 #include "model/registry.h"
+#include "quant/activation_table.h"
 #include "quant/exact_forward.h"
 #include "quant/quantizers.h"
 
@@ -64,43 +65,7 @@ void fuse_relu6_into_quantizers(model::ClassifierModel& model) {
 
 }  // namespace
 
-void check_quantizable(const model::ClassifierModel& model) {
-  const auto& graph = model.graph();
-  const auto& layers = model.layers();
-  auto refuse = [&](const std::string& what) {
-    throw ConfigKeyError("model.arch: " + model.arch() + " " + what +
-                         ", which prom's quantization, export and integer engine do not support yet (they run "
-                         "mobilenet_v2 and mnasnet); train it in float (quant.enabled: false)");
-  };
-  for (size_t i = 0; i < graph.size(); ++i) {
-    const auto& node = graph[i];
-    if (node.kind == model::NodeKind::kMul) refuse("has squeeze-and-excitation blocks");
-    // ReLU and ReLU6 are clamps of the requantized codes; the others need tables (issue 16).
-    if (node.layer >= 0 && node.activation != model::Activation::kNone && node.activation != model::Activation::kRelu &&
-        node.activation != model::Activation::kRelu6)
-      refuse(std::string("has ") + model::activation_name(node.activation) + " activations (first: " +
-             layers[node.layer].name + ")");
-    if (node.kind == model::NodeKind::kLinear && i + 1 != graph.size())
-      refuse("has a linear layer before its classifier (" + layers[node.layer].name + ")");
-  }
-}
-
-std::vector<std::string> quantizable_archs() {
-  std::vector<std::string> out;
-  for (const auto& arch : model::model_names()) {
-    config::ModelConfig c;
-    c.arch = arch;
-    try {
-      check_quantizable(*model::create_model(c));
-      out.push_back(arch);
-    } catch (const ConfigKeyError&) {
-    }
-  }
-  return out;
-}
-
 std::vector<LayerAssignment> resolve_policy(const config::QuantConfig& config, const model::ClassifierModel& model) {
-  check_quantizable(model);
   const auto& layers = model.layers();
   // Layers whose output is a residual branch (the add node's second input).
   std::vector<bool> feeds_add(layers.size(), false);
@@ -137,19 +102,42 @@ std::vector<LayerAssignment> resolve_policy(const config::QuantConfig& config, c
 std::vector<LayerAssignment> apply_policy(model::ClassifierModel& model, const config::QuantConfig& config) {
   auto assignments = resolve_policy(config, model);
   const auto& layers = model.layers();
-  for (size_t i = 0; i < layers.size(); ++i) {
-    const auto& a = assignments[i];
-    const auto& layer = layers[i];
+  const auto& graph = model.graph();
+  const double momentum = config.observer_momentum;
+  for (const auto& node : graph) {
+    if (node.layer < 0) continue;
+    const auto& a = assignments[node.layer];
+    const auto& layer = layers[node.layer];
     auto w = make_weight_quantizer(a.weight, layer.out_channels);
-    std::shared_ptr<model::TensorHook> in = make_activation_quantizer(a.input, a.input_unsigned, config.observer_momentum);
-    if (layer.is_linear && in) {
-      // The classifier's int8 input is produced by quantized pooling (what the engine computes).
-      model.set_pool_hook(std::make_shared<PooledActivationQuantImpl>(a.input_unsigned, a.input.learned,
-                                                                      config.observer_momentum));
+    std::shared_ptr<model::TensorHook> in = make_activation_quantizer(a.input, a.input_unsigned, momentum);
+    const model::GraphNode& producer = graph.at(std::max(node.inputs[0] - 1, 0));  // node k writes tensor k + 1
+    if (in && node.inputs[0] > 0 && producer.kind == model::NodeKind::kGlobalAvgPool) {
+      if (layer.role == model::LayerRole::kSeReduce) {
+        // Squeeze-and-excitation: the block quantizes its input once, for the pooling and the scaling,
+        // and the pooled values snap back to that grid (integer pooling keeps the grid).
+        auto features = make_activation_quantizer(a.input, a.input_unsigned, momentum);
+        model.set_tensor_hook(producer.inputs[0], features);
+        model.set_tensor_hook(node.inputs[0], std::make_shared<GridSnapImpl>(features.get()));
+      } else {
+        // The head's int8 input is produced by quantized pooling (what the engine computes).
+        model.set_pool_hook(std::make_shared<PooledActivationQuantImpl>(a.input_unsigned, a.input.learned, momentum));
+      }
       in = nullptr;
     }
     if (layer.conv) layer.conv.ptr()->set_hooks(in, w);
     if (layer.linear) layer.linear.ptr()->set_hooks(in, w);
+    // Activations computed by tables read signed pre-activation codes (lib/quant/activation_table.h).
+    if (layer.activation_layer && needs_table(layer.activation) && a.input.type != "none")
+      layer.activation_layer.ptr()->set_input_hook(make_activation_quantizer(a.input, /*is_unsigned=*/false, momentum));
+  }
+  // The gate of a squeeze-and-excitation block, as its second layer's rule says (unsigned after a
+  // sigmoid).
+  for (const auto& node : graph) {
+    if (node.kind != model::NodeKind::kMul) continue;
+    const model::GraphNode& gate = graph.at(node.inputs[1] - 1);
+    const auto& a = assignments.at(gate.layer);
+    model.set_tensor_hook(node.inputs[1], make_activation_quantizer(a.input, model::nonnegative_output(gate.activation),
+                                                                    momentum));
   }
   // Residual branches are quantized before their add, as the producing layer's rule says.
   for (const auto& node : model.graph()) {

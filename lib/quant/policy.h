@@ -19,14 +19,7 @@ struct LayerAssignment {
   bool residual_quant = false;  // the branch output is quantized before the residual add
 };
 
-// Throws ConfigKeyError (naming model.arch and the first operation) for a network that uses what
-// quantization cannot yet represent exactly: activations other than ReLU and ReLU6, squeeze-and-excitation,
-// linear layers before the classifier.
-void check_quantizable(const model::ClassifierModel& model);
-// The registered architectures check_quantizable accepts (mobilenet_v2 and the MNASNets today).
-std::vector<std::string> quantizable_archs();
-
-// Which rule each layer gets (first match wins); calls check_quantizable first. Throws ConfigError for a rule that matches nothing.
+// Which rule each layer gets (first match wins). Throws ConfigError for a rule that matches nothing.
 std::vector<LayerAssignment> resolve_policy(const config::QuantConfig& config, const model::ClassifierModel& model);
 
 // Attaches fake quantizers to `model` as the policy says; returns the assignments.

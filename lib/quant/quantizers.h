@@ -132,6 +132,18 @@ class PooledActivationQuantImpl : public ActivationQuantImpl {
   torch::Tensor forward(const torch::Tensor& x) override;
 };
 
+// Rounds to another quantizer's grid without observing (fake quantization with its current range):
+// squeeze-and-excitation's pooled input, which integer pooling keeps on the grid of the pooled codes.
+// The tensor quantizer of the pooled values is `source` (int_layer.h: tensor_quantizers).
+class GridSnapImpl : public model::TensorHook {
+ public:
+  explicit GridSnapImpl(ActivationQuantImpl* source) : source_(source) {}
+  torch::Tensor forward(const torch::Tensor& x) override { return source_->quantize(x); }
+
+ private:
+  ActivationQuantImpl* source_;  // owned by the same block
+};
+
 // Factories from the policy's config.
 std::shared_ptr<WeightQuantizer> make_weight_quantizer(const config::WeightQuantConfig& c, int64_t out_channels);
 std::shared_ptr<ActivationQuantImpl> make_activation_quantizer(const config::ActQuantConfig& c, bool is_unsigned,

@@ -45,12 +45,17 @@ double shortened_multiplier_gain(double m, int bits) {
 void set_requant_gains(model::ClassifierModel& net, int bits) {
   torch::NoGradGuard no_grad;
   const std::vector<ActivationQuantImpl*> q = tensor_quantizers(net);
-  for (auto* a : q)
-    if (a) a->set_gains({}, {});
+  const std::vector<ActivationQuantImpl*> pre = preactivation_quantizers(net);
+  for (const auto* list : {&q, &pre})
+    for (auto* a : *list)
+      if (a) a->set_gains({}, {});
   if (bits >= 31) return;
   const auto& graph = net.graph();
-  for (const auto& node : graph) {
-    ActivationQuantImpl* out = q[node.output];
+  for (size_t i = 0; i < graph.size(); ++i) {
+    const auto& node = graph[i];
+    // A layer followed by a table activation requantizes to its pre-activation grid. (The scaling of
+    // squeeze-and-excitation is shortened as well; its gain is not modelled here yet.)
+    ActivationQuantImpl* out = node.kind == model::NodeKind::kConv && pre[i] ? pre[i] : q[node.output];
     if (node.kind == model::NodeKind::kConv) {
       ActivationQuantImpl* in = q[node.inputs[0]];
       if (!ready(in) || !ready(out)) continue;

@@ -432,10 +432,6 @@ TEST_CASE("configs that load but do not fit: exit 2 naming the config file", "[b
       {"a width for a network whose name fixes it",
        [](Scratch& s) { return train("-c " + s.tiny() + " --set model.arch=mnasnet0_5"); }, 2,
        {"{dir}/c.yaml: model.width_mult: mnasnet0_5 fixes its width"}},
-      {"quantization of a network it cannot represent yet",
-       [](Scratch& s) { return eval("--report energy -c " + s.art.qat_yaml + " --set model.arch=efficientnet_b0"); }, 2,
-       {"{art}/qat.yaml: model.arch: efficientnet_b0 has silu activations (first: features.0.0)",
-        "train it in float (quant.enabled: false)"}},
       {"class count differs from the data", [](Scratch& s) { return train("-c " + s.tiny() + " --set model.num_classes=5"); },
        2, {"{dir}/c.yaml: model.num_classes: 5 but the training data has 4 classes"}},
       {"batch larger than the data", [](Scratch& s) { return train("-c " + s.tiny() + " --set train.batch_size=64"); }, 2,
@@ -681,6 +677,14 @@ TEST_CASE("bad exported models: exit 1 naming the file", "[bad_input]") {
       return eval("--model " + s.write("bad.prom", edited_graph(s.art.model, edit)) + " -c " + s.art.qat_yaml);
     };
   };
+  // The same, with the file declaring prom-int-v3 (activation tables and mul ops allowed).
+  auto v3_graph = [](std::function<void(json&)> edit) {
+    return [edit](Scratch& s) {
+      const std::string v2 = s.write("v2.prom", edited_graph(s.art.model, edit));
+      const std::string v3 = s.write("bad.prom", edited(v2, [](json& h) { h["__metadata__"]["format"] = "prom-int-v3"; }));
+      return eval("--model " + v3 + " -c " + s.art.qat_yaml);
+    };
+  };
   const std::string invalid = "{dir}/bad.prom: invalid prom model: ";
   run_cases({
       {"model missing", [](Scratch& s) { return eval("--model " + s.path("none.prom") + " -c " + s.art.qat_yaml); }, 1,
@@ -712,6 +716,14 @@ TEST_CASE("bad exported models: exit 1 naming the file", "[bad_input]") {
        {invalid + "activation 1: scale must be positive"}},
       {"unknown op kind", graph([](json& g) { g["ops"][0]["kind"] = "matmul"; }), 1,
        {invalid + "op 0: unknown kind 'matmul'"}},
+      {"a mul op in a prom-int-v2 file", graph([](json& g) { g["ops"][0]["kind"] = "mul"; }), 1,
+       {invalid + "op 0: unknown kind 'mul'"}},
+      {"an activation table in a prom-int-v2 file", graph([](json& g) { g["ops"][0]["activation"] = "hardswish"; }), 1,
+       {invalid + "op 0: an activation table needs format prom-int-v3"}},
+      {"an unknown table activation", v3_graph([](json& g) { g["ops"][0]["activation"] = "gelu"; }), 1,
+       {invalid + "op 0: unknown table activation 'gelu'"}},
+      {"an activation table after a ReLU6 clamp", v3_graph([](json& g) { g["ops"][0]["activation"] = "silu"; }), 1,
+       {invalid + "op 0: a table reads signed pre-activation codes"}},
       {"unknown layer role", graph([](json& g) { g["ops"][0]["role"] = "head"; }), 1,
        {invalid + "op 0: unknown layer role 'head'"}},
       {"op reads an unwritten activation", graph([](json& g) { g["ops"][0]["input"] = 5; }), 1,

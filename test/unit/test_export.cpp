@@ -17,7 +17,9 @@
 #include "io/atomic_file.h"
 #include "io/safetensors.h"
 #include "model/registry.h"
+#include "quant/activation_table.h"
 #include "quant/arithmetic.h"
+#include "quant/int_tensor_ops.h"
 #include "quant/exact_forward.h"
 #include "quant/int_layer.h"
 #include "graph/op_widths.h"
@@ -53,7 +55,7 @@ struct QatFixture {
   torch::Tensor images;
   config::QuantConfig quant;
   // requant: quant.requant (fixed_point32 | short | power_of_two). steps: QAT steps (-1: qat_steps()).
-  // arch: a network quantization supports (mobilenet_v2 at width 0.35; others at their own width).
+  // arch: a registered network (mobilenet_v2 at width 0.35, MNASNet at its name's width, others at 0.5).
   explicit QatFixture(const std::string& policy_name = "prom", int64_t size = 32,
                       const std::string& requant = "fixed_point32", int steps = -1,
                       const std::string& arch = "mobilenet_v2") {
@@ -61,7 +63,7 @@ struct QatFixture {
     config::ModelConfig mc;
     mc.arch = arch;
     mc.num_classes = 5;
-    mc.width_mult = arch == "mobilenet_v2" ? 0.35 : 1.0;
+    mc.width_mult = arch == "mobilenet_v2" ? 0.35 : arch.rfind("mnasnet", 0) == 0 ? 1.0 : 0.5;
     mc.small_input = true;
     mc.dropout = 0;
     net = model::create_model(mc);
@@ -97,6 +99,20 @@ const std::vector<std::pair<std::string, std::string>> kPolicyVariants = {{"prom
                                                                         {"all_ternary", "fixed_point32"},
                                                                         {"prom", "short"},
                                                                         {"prom", "power_of_two"}};
+
+// The energy report's analytic counts of `m`, checked op by op against what `engine` executed
+// (operation counts and the widths they run at).
+std::vector<infer::LayerCounts> analytic_counts_equal_executed(const infer::IntegerEngine& engine,
+                                                               const graph::IntModel& m) {
+  auto analytic = energy::analytic_counts(energy::specs_from_int_model(m));
+  REQUIRE(analytic.size() == engine.counts().size());
+  for (size_t i = 0; i < analytic.size(); ++i) {
+    INFO(engine.counts()[i].name);
+    CHECK(engine.counts()[i].counts == analytic[i].counts);
+    CHECK(engine.counts()[i].widths == analytic[i].widths);
+  }
+  return analytic;
+}
 
 }  // namespace
 
@@ -491,13 +507,10 @@ TEST_CASE("counted operations and their widths equal the analytic ones, for ever
     auto m = f.exported();
     infer::IntegerEngine engine(m);
     engine.run(engine.quantize_input(f.images.slice(0, 0, 1)));
-    auto analytic = energy::analytic_counts(energy::specs_from_int_model(m));
-    REQUIRE(analytic.size() == engine.counts().size());
+    const auto analytic = analytic_counts_equal_executed(engine, m);
     int ternary_layers = 0;
     for (size_t i = 0; i < analytic.size(); ++i) {
       INFO(engine.counts()[i].name);
-      CHECK(engine.counts()[i].counts == analytic[i].counts);
-      CHECK(engine.counts()[i].widths == analytic[i].widths);
       // Every op but the classifier rounds each value it writes (the logits stay int32).
       CHECK((engine.counts()[i].counts.roundings > 0) == (m.ops[i].kind != graph::OpKind::kLinear));
       bool ternary_pointwise = m.ops[i].kind == graph::OpKind::kConv && m.ops[i].ternary && m.ops[i].kernel == 1 &&
@@ -679,6 +692,8 @@ TEST_CASE("export, reload, re-export gives identical bytes; storage is what the 
     auto bytes = io::read_file(dir.file("m.prom"));
     auto reloaded = graph::load_int_model(dir.file("m.prom"));
     CHECK(graph::encode_int_model(reloaded) == bytes);
+    // Without tables or mul ops a model stays prom-int-v2, which earlier readers read.
+    CHECK(bytes.find(std::string("\"format\":\"") + graph::kFormatName + "\"") != std::string::npos);
     // Same logits from the reloaded model.
     infer::IntegerEngine a(m), b(reloaded);
     auto codes = a.quantize_input(f.images);
@@ -859,7 +874,7 @@ TEST_CASE("MNASNet (ReLU, 5x5 depthwise): every tensor's integer codes and the l
     {  // ReLU clamps at code 0 on a signed output grid too (here every ReLU output is read unsigned)
       const auto q = quant::tensor_quantizers(*f.net);
       const auto& node = f.net->graph().at(0);  // the stem: conv + BN + ReLU
-      auto io = quant::layer_io(node, q, layers[0].name, 31);
+      auto io = quant::layer_io(node, q, nullptr, layers[0].name, 31);
       io.output_unsigned = false;
       CHECK(quant::lower_layer(layers[0], io).clamp_lo == 0);
       io.relu = false;
@@ -871,6 +886,118 @@ TEST_CASE("MNASNet (ReLU, 5x5 depthwise): every tensor's integer codes and the l
     auto fq = f.net->forward(f.images);
     CHECK(torch::equal(fq, engine.logits(f.images)));
     CHECK(fq.max().item<double>() > fq.min().item<double>());
+  }
+}
+
+TEST_CASE("MobileNetV3 and EfficientNet quantized: every activation table equals the simulated activation code for "
+          "code, squeeze-and-excitation scaling equals arith::mul_requantize, exact and simulated logits agree, the exported "
+          "model's codes and logits equal the exact forward's, its counts the energy report's",
+          "[export]") {
+  for (std::string arch : {"mobilenet_v3_small", "efficientnet_b0"}) {
+    INFO(arch);
+    QatFixture f("prom", 32, "fixed_point32", -1, arch);
+    REQUIRE(f.net->has_exact_forward());
+    auto hook = std::dynamic_pointer_cast<quant::ExactForwardImpl>(f.net->exact_forward());
+    REQUIRE(hook);
+    torch::NoGradGuard no_grad;
+    const auto& graph = f.net->graph();
+    const auto& layers = f.net->layers();
+    const auto q = quant::tensor_quantizers(*f.net);
+    const auto pre = quant::preactivation_quantizers(*f.net);
+    const auto& lowered = hook->lowered_layers();
+    // Tables: feed every pre-activation code through the modules (the activation with its input
+    // quantizer, then the consumer's quantizer) and compare with the lowered table.
+    int tables = 0;
+    for (size_t i = 0; i < graph.size(); ++i) {
+      const auto& node = graph[i];
+      if (node.layer < 0 || !quant::needs_table(node.activation)) continue;
+      INFO(layers[node.layer].name << " " << model::activation_name(node.activation));
+      REQUIRE(pre[i]);
+      REQUIRE(q[node.output]);
+      const torch::Tensor& table = lowered[i].table;
+      REQUIRE(table.defined());
+      torch::Tensor codes = torch::arange(-128, 128, torch::kFloat32);
+      torch::Tensor y = layers[node.layer].activation_layer.ptr()->forward(codes * pre[i]->scale_tensor());
+      torch::Tensor out = torch::round(q[node.output]->quantize(y) / q[node.output]->scale_tensor()).to(torch::kInt32);
+      CHECK(torch::equal(out, table));
+      CHECK(table.min().item<int>() >= q[node.output]->qmin());
+      CHECK(table.max().item<int>() <= q[node.output]->qmax());
+      CHECK(table.max().item<int>() > table.min().item<int>());
+      ++tables;
+    }
+    CHECK(tables > 10);
+    // Squeeze-and-excitation: the recorded codes of every scaling, element by element.
+    hook->set_recording(true);
+    const torch::Tensor exact = hook->exact_logits(f.images.slice(0, 0, 8));
+    hook->set_recording(false);
+    const auto& codes = hook->recorded_codes();
+    int muls = 0;
+    for (const auto& node : graph) {
+      if (node.kind != model::NodeKind::kMul) continue;
+      const int x_t = node.inputs[0], g_t = node.inputs[1];
+      const quant::IntMul mul = quant::lower_mul(q[x_t]->scale(), q[g_t]->scale(), q[node.output]->scale(),
+                                                 q[node.output]->is_unsigned());
+      const int64_t n = codes[x_t].size(0), c = codes[x_t].size(1), hw = codes[x_t].size(2) * codes[x_t].size(3);
+      torch::Tensor x = codes[x_t].contiguous().reshape({n, c, hw});
+      torch::Tensor out = codes[node.output].contiguous().reshape({n, c, hw});
+      torch::Tensor g = codes[g_t].reshape({n, c}).contiguous();
+      CHECK(g.min().item<float>() >= 0);
+      auto xa = x.accessor<float, 3>();
+      auto oa = out.accessor<float, 3>();
+      auto ga = g.accessor<float, 2>();
+      int64_t mismatches = 0;
+      for (int64_t a = 0; a < n; ++a)
+        for (int64_t ch = 0; ch < c; ++ch)
+          for (int64_t p = 0; p < hw; ++p)
+            mismatches += oa[a][ch][p] != quant::arith::mul_requantize(static_cast<int64_t>(xa[a][ch][p]),
+                                                                       static_cast<int64_t>(ga[a][ch]), mul.multiplier,
+                                                                       mul.clamp_lo, mul.clamp_hi);
+      CHECK(mismatches == 0);
+      ++muls;
+    }
+    CHECK(muls > 5);
+    // The exact forward is the model's eval forward, and the simulated forward follows it.
+    const torch::Tensor eval = f.net->forward(f.images);
+    f.net->set_exact_forward(std::make_shared<quant::ExactForwardImpl>(*f.net, true, 31, false));
+    const torch::Tensor simulated = f.net->forward(f.images);
+    f.net->set_exact_forward(hook);
+    CHECK(torch::equal(eval.slice(0, 0, 8), exact));
+    const double agreement = eval.argmax(1).eq(simulated.argmax(1)).to(torch::kFloat64).mean().item<double>();
+    const double range = (eval.max() - eval.min()).item<double>();
+    const double diff = (eval - simulated).abs().max().item<double>();
+    std::printf("%s: top-1 agreement of exact and simulated logits %.1f%%, largest difference %.3g of a range %.3g\n",
+                arch.c_str(), 100 * agreement, diff, range);
+    CHECK(range > 0);
+    CHECK(agreement >= 0.9);
+    // Exported (prom-int-v3), reloaded and run by the engine on every dispatch path: every tensor's
+    // codes and the logits equal the exact forward's.
+    test::TempDir dir("v3-export");
+    graph::save_int_model(f.exported(), dir.file("m.prom"));
+    const graph::IntModel loaded = graph::load_int_model(dir.file("m.prom"));
+    CHECK(graph::encode_int_model(loaded) == io::read_file(dir.file("m.prom")));
+    CHECK(io::read_file(dir.file("m.prom")).find(graph::kFormatNameV3) != std::string::npos);
+    int table_ops = 0, mul_ops = 0;
+    for (const auto& op : loaded.ops) {
+      table_ops += op.table.defined();
+      mul_ops += op.kind == graph::OpKind::kMul;
+    }
+    CHECK(table_ops == tables);
+    CHECK(mul_ops == muls);
+    for (bool avx2 : {false, true}) {
+      INFO("avx2 " << avx2);
+      infer::EngineOptions options;
+      options.allow_avx2 = avx2;
+      infer::IntegerEngine engine(loaded, options);
+      check_codes_equal(*f.net, engine, f.images.slice(0, 0, 4), 10000);
+      CHECK(torch::equal(engine.logits(f.images), eval));
+      // What the engine executed (table lookups and gate products included) is what the energy
+      // report counts, op by op.
+      engine.reset_counts();
+      engine.run(engine.quantize_input(f.images.slice(0, 0, 1)));
+      int64_t lookups = 0;
+      for (const auto& counted : analytic_counts_equal_executed(engine, loaded)) lookups += counted.counts.lookups;
+      CHECK(lookups > 0);
+    }
   }
 }
 
@@ -938,19 +1065,25 @@ io::TensorFile arithmetic_cases() {
 }  // namespace
 
 // Run by CTest's read_prom_model test, which then checks the files with scripts/read_prom_model.py.
-TEST_CASE("write a model, its integer inputs, outputs and logits, and arithmetic cases for read_prom_model.py", "[read_prom_model]") {
+TEST_CASE("write models (prom-int-v2 and v3), their integer inputs, outputs and logits, and arithmetic cases for "
+          "read_prom_model.py", "[read_prom_model]") {
   const char* dir = std::getenv("PROM_CROSSCHECK_DIR");
   REQUIRE(dir != nullptr);
   io::write_safetensors(std::string(dir) + "/arithmetic.safetensors", arithmetic_cases());
+  // `name`.prom and `name`_io.safetensors: the engine's input codes and int32 logits for 4 images.
+  auto write_model_and_logits = [&](QatFixture& fixture, const graph::IntModel& model, const std::string& name) {
+    graph::save_int_model(model, std::string(dir) + "/" + name + ".prom");
+    infer::IntegerEngine reloaded(graph::load_int_model(std::string(dir) + "/" + name + ".prom"));
+    torch::Tensor codes = reloaded.quantize_input(fixture.images.slice(0, 0, 4));
+    io::TensorFile model_io;
+    model_io.tensors["input"] = codes;
+    model_io.tensors["logits"] = reloaded.run(codes);
+    io::write_safetensors(std::string(dir) + "/" + name + "_io.safetensors", model_io);
+  };
   QatFixture f("prom");
   auto m = f.exported();
-  graph::save_int_model(m, std::string(dir) + "/model.prom");
+  write_model_and_logits(f, m, "model");
   infer::IntegerEngine engine(graph::load_int_model(std::string(dir) + "/model.prom"));
-  torch::Tensor codes = engine.quantize_input(f.images.slice(0, 0, 4));
-  io::TensorFile model_io;
-  model_io.tensors["input"] = codes;
-  model_io.tensors["logits"] = engine.run(codes);
-  io::write_safetensors(std::string(dir) + "/model_io.safetensors", model_io);
   engine.run(engine.quantize_input(f.images.slice(0, 0, 1)));
   for (auto [layer, file] : {std::pair{"features.0.0", "stem_io"}, std::pair{"features.2.conv.0.0", "ternary_io"},
                              std::pair{"features.2.conv.1.0", "depthwise_io"}}) {
@@ -969,4 +1102,7 @@ TEST_CASE("write a model, its integer inputs, outputs and logits, and arithmetic
     out.tensors["output"] = tensor_of(op->output);
     io::write_safetensors(std::string(dir) + "/" + file + ".safetensors", out);
   }
+  // A prom-int-v3 model (activation tables and squeeze-and-excitation): MobileNetV3 Small.
+  QatFixture v3("prom", 32, "fixed_point32", -1, "mobilenet_v3_small");
+  write_model_and_logits(v3, v3.exported(), "model_v3");
 }

@@ -164,10 +164,11 @@ void check_export(const std::string& arch, const std::string& policy, onnx_expor
 
 }  // namespace
 
-TEST_CASE("every network quantization supports exports to a QDQ ONNX model that passes onnx::checker with prom's codes",
+TEST_CASE("every network the integer format holds exports to a QDQ ONNX model that passes onnx::checker with prom's codes",
           "[onnx]") {
-  const auto archs = quant::quantizable_archs();
-  CHECK(archs == std::vector<std::string>{"mobilenet_v2", "mnasnet0_5", "mnasnet0_75", "mnasnet1_0", "mnasnet1_3"});
+  // The networks whose integer graphs hold no activation table or squeeze-and-excitation (which the
+  // exporter refuses, see below).
+  const std::vector<std::string> archs = {"mobilenet_v2", "mnasnet0_5", "mnasnet0_75", "mnasnet1_0", "mnasnet1_3"};
   for (const std::string& arch : archs)
     for (std::string policy : {"prom", "w8a8"})
       for (auto bias : {onnx_export::BiasFormat::kFloat, onnx_export::BiasFormat::kInt32}) {
@@ -177,6 +178,11 @@ TEST_CASE("every network quantization supports exports to a QDQ ONNX model that 
 }
 
 TEST_CASE("an ONNX export names the activation it cannot express and writes nothing", "[onnx]") {
+  {  // MobileNetV3's hardswish tables have no ONNX form in prom's exporter yet: one line naming the layer
+    SmallQat v3("mobilenet_v3_small", "prom", 0);
+    CHECK_THROWS_WITH(onnx_export::encode_onnx_model(v3.lowered()),
+                      Contains("cannot export to ONNX: layer features.0.0: its hardswish table has no ONNX form"));
+  }
   SmallQat q("mobilenet_v2", "prom", 0);
   graph::IntModel m = q.lowered();
   m.activations[m.ops[3].output].scale = 1e-50;  // below float32's range: no QuantizeLinear scale holds it
