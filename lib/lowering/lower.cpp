@@ -73,6 +73,25 @@ IntOp conv_op(const model::LayerInfo& info, const model::GraphNode& node, quant:
   return op;
 }
 
+// Squeeze-and-excitation scaling: features (step `s_x`) times the gate (step `s_g`) onto `out`'s grid.
+IntOp mul_op(const model::GraphNode& node, double s_x, double s_g, const quant::ActivationQuantImpl& out,
+             int multiplier_bits) {
+  quant::IntMul mul;
+  try {
+    mul = quant::lower_mul(s_x, s_g, out.scale(), out.is_unsigned(), multiplier_bits);
+  } catch (const Error& e) {
+    throw Error(std::string("cannot export: ") + e.what());
+  }
+  IntOp op;
+  op.kind = OpKind::kMul;
+  op.input = node.inputs[0];
+  op.input2 = node.inputs[1];
+  op.output = node.output;
+  op.mul_multiplier = mul.multiplier.multiplier;
+  op.mul_shift = mul.multiplier.right_shift;
+  return op;
+}
+
 }  // namespace
 
 IntModel lower_model(model::ClassifierModel& net, const ExportOptions& options) {
@@ -129,23 +148,9 @@ IntModel lower_model(model::ClassifierModel& net, const ExportOptions& options) 
       m.ops.push_back(op);
     } else if (node.kind == NodeKind::kMul) {  // squeeze-and-excitation scaling
       const auto& oq = *quantizer_of(q, node.output, "a squeeze-and-excitation output");
-      const Activation gate = m.activations.at(node.inputs[1]);
-      quant::IntMul mul;
-      try {
-        mul = quant::lower_mul(in.scale, gate.scale, oq.scale(), oq.is_unsigned(), options.multiplier_bits);
-      } catch (const Error& e) {
-        throw Error(std::string("cannot export: ") + e.what());
-      }
-      IntOp op;
-      op.kind = OpKind::kMul;
-      op.input = node.inputs[0];
-      op.input2 = node.inputs[1];
-      op.output = node.output;
-      op.mul_multiplier = mul.multiplier.multiplier;
-      op.mul_shift = mul.multiplier.right_shift;
+      m.ops.push_back(mul_op(node, in.scale, m.activations.at(node.inputs[1]).scale, oq, options.multiplier_bits));
       out.scale = oq.scale();
       out.is_unsigned = oq.is_unsigned();
-      m.ops.push_back(op);
     } else {  // global average pooling: integer sums, rounded division, same grid
       IntOp op;
       op.kind = OpKind::kAvgPool;
