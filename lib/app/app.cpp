@@ -7,6 +7,7 @@
 #include <sstream>
 
 #include "core/build_info.h"
+#include "core/channels_last_check.h"
 #include "core/error.h"
 #include "core/thread_defaults.h"
 #include "distributed/backend.h"
@@ -42,6 +43,13 @@ void print_error(const std::string& prog, const std::string& message) {
   std::cerr << prog << ": error: " << one_line(message) << std::endl;
 }
 
+namespace {
+std::string channels_last_status() {
+  const ChannelsLastCheck check = check_channels_last_convolutions();
+  return check.ok ? "channels_last agrees with NCHW (known-answer check)" : describe_channels_last_failure(check);
+}
+}  // namespace
+
 std::string version_text(const std::string& prog) {
   BuildInfo b = build_info();
   std::ostringstream out;
@@ -57,6 +65,7 @@ std::string version_text(const std::string& prog) {
       << "  threads:   " << b.threads << " intra-op, " << b.interop_threads << " inter-op ("
       << available_cores() << " cores available)\n"
       << "  defaults:  " << choose_threads(0, 0, available_cores()).why << " (for run.threads: 0, data.workers: 0)\n"
+      << "  NHWC conv: " << channels_last_status() << "\n"
       << "  NCCL:      " << dist::nccl_version_text() << "\n"
       << "  BLAS:      " << b.blas << "\n"
       << "  allocator: " << b.allocator << "\n";
@@ -82,7 +91,18 @@ config::Config load_config(const ConfigFlags& flags) {
   note_config_source(c.source);
   if (flags.threads >= 0) c.run.threads = flags.threads;
   apply_threads(c);
+  check_memory_format(c);
   return c;
+}
+
+void check_memory_format(config::Config& config) {
+  if (!config.model.channels_last) return;
+  const std::string& device = config.run.device;
+  if (device.rfind("cuda", 0) == 0 || (device == "auto" && torch::cuda::is_available())) return;  // cuDNN's
+  const ChannelsLastCheck check = check_channels_last_convolutions();
+  if (check.ok) return;
+  spdlog::warn("{}", describe_channels_last_failure(check));
+  config.model.channels_last = false;
 }
 
 std::string apply_threads(const config::Config& config) {

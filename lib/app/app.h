@@ -32,6 +32,11 @@ config::Config load_config(const ConfigFlags& flags);
 // line that says what was chosen and why, compute and decode threads: "threads: 8 compute (...), ...".
 std::string apply_threads(const config::Config& config);
 
+// On the CPU, before model.channels_last is used: runs LibTorch's channels_last convolutions against
+// NCHW (core/channels_last_check.h) and, where they disagree, warns in one line and turns
+// model.channels_last off for this run. load_config calls it.
+void check_memory_format(config::Config& config);
+
 // Remembers the file the process's config came from (a YAML file, a run's config.yaml or a
 // checkpoint's embedded config): run() names it in front of a ConfigKeyError. load_config calls it.
 void note_config_source(const std::string& source);

@@ -51,6 +51,7 @@ ModelFile read_model_file(const std::string& checkpoint, const ConfigFlags& flag
     out.config = embedded_config(checkpoint, ckpt.config_yaml, flags.overrides);
     if (flags.threads >= 0) out.config.run.threads = flags.threads;
     apply_threads(out.config);
+    check_memory_format(out.config);
     note_config_source(checkpoint + ": embedded config");
   } else {
     out.config = load_config(flags);

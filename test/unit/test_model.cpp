@@ -1,6 +1,7 @@
 #include "support/catch.h"
 #include <cstdlib>
 #include <filesystem>
+#include <torch/version.h>
 
 #include "config/config.h"
 #include "io/safetensors.h"
@@ -8,6 +9,7 @@
 #include "model/registry.h"
 #include "model/summary.h"
 #include "model/weights.h"
+#include "support/channels_last.h"
 #include "support/command.h"
 
 using namespace prom;
@@ -126,6 +128,7 @@ TEST_CASE("weights save and load through safetensors; mismatches are named", "[m
 }
 
 TEST_CASE("channels_last gives the same logits as NCHW", "[model]") {
+  if (!test::channels_last_checkable("[model] channels_last gives the same logits as NCHW")) return;
   auto model = model::create_model(mnv2(10, 0.5));
   model->eval();
   torch::NoGradGuard no_grad;
@@ -151,6 +154,7 @@ TEST_CASE("logits match torchvision's mobilenet_v2 on the same weights", "[torch
     double diff = (logits - io.tensors.at("logits")).abs().max().item<double>();
     INFO("max abs logit difference " << diff);
     CHECK(diff <= 1e-4);
+    if (!test::channels_last_checkable(std::string("torchvision mobilenet_v2 ") + name)) continue;
     model::to_channels_last(*model);
     auto cl = model->forward(io.tensors.at("input").contiguous(torch::MemoryFormat::ChannelsLast));
     CHECK((cl - io.tensors.at("logits")).abs().max().item<double>() <= 1e-4);
@@ -188,4 +192,20 @@ TEST_CASE("the model's in-place ReLU6 trains in bf16 too: gradients equal torch'
   y.backward(g);
   auto mask = x.gt(0).logical_and(x.lt(6));
   CHECK(torch::equal(a.grad(), torch::where(mask, g, torch::zeros_like(g))));
+}
+
+TEST_CASE("channels_last check: NHWC equals NCHW on one thread; a failure's line names the case, LibTorch and the "
+          "remedy", "[model]") {
+  const int threads = torch::get_num_threads();
+  torch::set_num_threads(1);
+  const ChannelsLastCheck one = check_channels_last_convolutions();
+  torch::set_num_threads(threads);
+  INFO(one.failing_case << " " << one.max_difference);
+  CHECK(one.ok);
+  CHECK(one.max_difference <= 1e-3);
+  ChannelsLastCheck failed{false, 0.42, "1x1 conv 288->72 stride 1 on 2x6x6, forward"};
+  const std::string line = describe_channels_last_failure(failed);
+  CHECK_THAT(line, Contains("1x1 conv 288->72") && Contains(TORCH_VERSION) && Contains("uses NCHW") &&
+                       Contains("model.channels_last: false"));
+  CHECK(line.find('\n') == std::string::npos);
 }
