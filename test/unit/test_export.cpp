@@ -668,12 +668,21 @@ TEST_CASE("short multipliers: with their gains the simulated forward follows the
     const torch::Tensor without = f.net->forward(f.images);
     const double err_with = (with_gains - exact).abs().mean().item<double>();
     const double err_without = (without - exact).abs().mean().item<double>();
+    // Top-1 agreement over the images without a near tie in the integer logits (best minus second
+    // best >= 2% of the logit range): how many ties a 48-image fixture has depends on how confident
+    // its 25 steps made it (on Debian 13's LibTorch 2.6 on an AMD CPU it is less sure than with 1.13),
+    // and a tie flips on any rounding difference.
+    const torch::Tensor top2 = std::get<0>(exact.topk(2, 1));
+    const double range = (exact.max() - exact.min()).item<double>();
+    const torch::Tensor decided = (top2.select(1, 0) - top2.select(1, 1)) >= 0.02 * range;
+    REQUIRE(decided.sum().item<int64_t>() >= exact.size(0) / 2);
     auto agreement = [&](const torch::Tensor& l) {
-      return l.argmax(1).eq(exact.argmax(1)).to(torch::kFloat64).mean().item<double>();
+      return l.argmax(1).eq(exact.argmax(1)).index({decided}).to(torch::kFloat64).mean().item<double>();
     };
     std::printf("requant %s: mean |simulated - integer logits| %.4g with gains, %.4g without; top-1 agreement "
-                "%.1f%% with, %.1f%% without\n", requant.c_str(), err_with, err_without, 100 * agreement(with_gains),
-                100 * agreement(without));
+                "on the %lld of %lld images without a near tie %.1f%% with, %.1f%% without\n", requant.c_str(),
+                err_with, err_without, static_cast<long long>(decided.sum().item<int64_t>()),
+                static_cast<long long>(exact.size(0)), 100 * agreement(with_gains), 100 * agreement(without));
     // Powers of two move each channel by up to a third: without the gains QAT simulates another
     // network. 8-bit multipliers move it by < 0.2%: the gains help a little, the rest is the
     // rounding any simulated forward differs from the integer one by.
