@@ -7,6 +7,7 @@
 
 #include "bench_onnx.h"
 #include "bench_train.h"
+#include "build_paths.h"
 #include "config/config.h"
 #include "core/build_info.h"
 #include "core/error.h"
@@ -92,8 +93,8 @@ CLI::App* add_infer_command(CLI::App& cli, InferBenchOptions& o) {
 
 int run_infer_bench(const InferBenchOptions& options) {
   InferBenchOptions o = options;
-  if (o.policy.empty()) o.policy = std::string(PROM_BENCH_SCRIPTS) + "/../configs/policies/prom.yaml";
-  if (o.script.empty()) o.script = std::string(PROM_BENCH_SCRIPTS) + "/bench_infer_torchvision.py";
+  if (o.policy.empty()) o.policy = scripts_dir() + "/../configs/policies/prom.yaml";
+  if (o.script.empty()) o.script = scripts_dir() + "/bench_infer_torchvision.py";
   const config::QuantConfig quant = load_policy(o.policy);
   if (!quant.enabled) throw ConfigError(o.policy + ": quant.enabled is false: nothing to export");
   set_threads(o.threads);

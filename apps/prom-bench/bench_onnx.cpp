@@ -8,6 +8,7 @@
 #include <nlohmann/json.hpp>
 #include <unistd.h>
 
+#include "build_paths.h"
 #include "core/error.h"
 #include "io/atomic_file.h"
 #ifdef PROM_WITH_ONNX
@@ -56,7 +57,7 @@ void report_onnx_runtime(infer::IntegerEngine& engine, const OnnxBenchSettings& 
   std::printf("SKIPPED ONNX Runtime: prom was built without ONNX export (install libonnx-dev and rebuild)\n");
 #else
   const char* env_dir = std::getenv("PROM_ONNXRUNTIME_DIR");
-  const std::string ort_dir = env_dir ? env_dir : PROM_ONNXRUNTIME_DIR;
+  const std::string ort_dir = env_dir ? env_dir : onnxruntime_dir();
   if (!std::filesystem::exists(ort_dir + "/node_modules/onnxruntime-node/package.json")) {
     std::printf("SKIPPED ONNX Runtime: no onnxruntime-node in %s (run scripts/onnx_runtime/install.sh %s, or set "
                 "PROM_ONNXRUNTIME_DIR)\n", ort_dir.c_str(), ort_dir.c_str());
@@ -76,7 +77,7 @@ void report_onnx_runtime(infer::IntegerEngine& engine, const OnnxBenchSettings& 
     onnx_export::write_onnx_file(onnx_export::encode_onnx_model(m, {bias}), path);
     nlohmann::json r;
     try {
-      r = run_node("node " + std::string(PROM_BENCH_SCRIPTS) + "/onnx_runtime/run_model.js --ort-dir " + ort_dir +
+      r = run_node("node " + scripts_dir() + "/onnx_runtime/run_model.js --ort-dir " + ort_dir +
                    " --model " + path + " --bench --batches 1,32 --shape " + std::to_string(in.channels) + "," +
                    std::to_string(in.height) + "," + std::to_string(in.width) + " --threads " + std::to_string(s.threads) +
                    " --warmup " + std::to_string(s.warmup) + " --iters " + std::to_string(s.iters));

@@ -9,6 +9,7 @@
 #include <torch/csrc/autograd/profiler_legacy.h>
 
 #include "bench_train.h"
+#include "build_paths.h"
 #include "config/config.h"
 #include "core/build_info.h"
 #include "core/error.h"
@@ -118,8 +119,8 @@ void print_ao_choice(const nlohmann::json& ao) {
 
 int run_qat_bench(const TrainBenchOptions& options) {
   TrainBenchOptions o = options;
-  if (o.policy.empty()) o.policy = std::string(PROM_BENCH_SCRIPTS) + "/../configs/policies/prom.yaml";
-  if (o.qat_script.empty()) o.qat_script = std::string(PROM_BENCH_SCRIPTS) + "/bench_qat_torchvision.py";
+  if (o.policy.empty()) o.policy = scripts_dir() + "/../configs/policies/prom.yaml";
+  if (o.qat_script.empty()) o.qat_script = scripts_dir() + "/bench_qat_torchvision.py";
   const config::QuantConfig quant = load_policy(o.policy);
   if (!quant.enabled) throw ConfigError(o.policy + ": quant.enabled is false: nothing to measure with --qat");
   set_threads(o.threads);

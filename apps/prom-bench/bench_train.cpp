@@ -10,6 +10,7 @@
 
 #include <torch/csrc/autograd/profiler_legacy.h>
 
+#include "build_paths.h"
 #include "config/config.h"
 #include "core/build_info.h"
 #include "core/error.h"
@@ -277,7 +278,7 @@ int run_train_bench(const TrainBenchOptions& options) {
   check_device_and_amp(options);
   if (options.qat) return run_qat_bench(options);
   TrainBenchOptions o = options;
-  if (o.script.empty()) o.script = std::string(PROM_BENCH_SCRIPTS) + "/bench_train_torchvision.py";
+  if (o.script.empty()) o.script = scripts_dir() + "/bench_train_torchvision.py";
   set_threads(o.threads);
   const int threads = build_info().threads;
   if (o.amp != "off" || o.device != "cpu") return run_device_bench(o, threads);
