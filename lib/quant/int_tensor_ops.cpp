@@ -1,8 +1,14 @@
 #include "quant/int_tensor_ops.h"
 
 #include <ATen/Parallel.h>
+#if defined(__x86_64__)
+#include <immintrin.h>  // the AVX-512 requantization; elsewhere only the portable loop is built
+#endif
 
+#include <algorithm>
+#include <atomic>
 #include <cmath>
+#include <type_traits>
 
 #include "core/error.h"
 
@@ -21,23 +27,94 @@ bool channels_last(const torch::Tensor& t) {
 
 constexpr int64_t kGrain = 1 << 14;
 
+// The nearest integer to an integer-valued accumulator: a plain conversion unless the value has a
+// fraction (never from an exact convolution; kept for any other caller), so the loop makes no libm call.
+template <typename T>
+inline int64_t nearest_integer(T v) {
+  const auto r = static_cast<int64_t>(v);
+  return static_cast<T>(r) == v ? r : static_cast<int64_t>(std::nearbyint(v));
+}
+
+std::atomic<bool> avx512_allowed{true};
+
+bool use_avx512() {
+#if defined(__x86_64__)
+  static const bool has = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq");
+  return has && avx512_allowed.load(std::memory_order_relaxed);
+#else
+  return false;
+#endif
+}
+
+#if defined(__x86_64__)
+// Eight int32 per-channel parameters as int64 lanes: p[i..i+7] (`step` 1) or p[0] eight times (`step` 0).
+__attribute__((target("avx512f,avx512dq"))) inline __m512i load_per_channel(const int32_t* p, int64_t i, int step) {
+  return _mm512_cvtepi32_epi64(step ? _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p + i)) : _mm256_set1_epi32(*p));
+}
+
+// requantize_run for float32 accumulators, 8 at a time in int64 lanes: arith::requantize step by step
+// (conversion rounds half to even like nearbyint; exact below 2^24, where float32 accumulators stay).
+__attribute__((target("avx512f,avx512dq"))) int64_t requantize_run_avx512(
+    const float* a, float* y, int64_t count, int channel_step, int acc_shift, const int32_t* bias,
+    const int32_t* mult, const int32_t* shift, int32_t lo, int32_t hi) {
+  const auto per_channel = [channel_step](const int32_t* p, int64_t i) { return load_per_channel(p, i, channel_step); };
+  const __m512i one = _mm512_set1_epi64(1), lo_v = _mm512_set1_epi64(lo), hi_v = _mm512_set1_epi64(hi);
+  int64_t i = 0;
+  for (; i + 8 <= count; i += 8) {
+    __m512i v = _mm512_cvtepi32_epi64(_mm256_cvtps_epi32(_mm256_loadu_ps(a + i)));
+    v = _mm512_add_epi64(_mm512_slli_epi64(v, static_cast<unsigned>(acc_shift)), per_channel(bias, i));
+    const __m512i p = _mm512_mullo_epi64(v, per_channel(mult, i)), s = per_channel(shift, i);
+    // rounding_shift_right(p, s): floor, then up when the remainder passes half (ties to even);
+    // p itself where s == 0, 0 where s >= 63.
+    const __m512i q = _mm512_srav_epi64(p, s);
+    const __m512i rem = _mm512_and_si512(p, _mm512_sub_epi64(_mm512_sllv_epi64(one, s), one));
+    const __m512i half = _mm512_sllv_epi64(one, _mm512_sub_epi64(s, one));
+    const __mmask8 shifted = _mm512_cmpgt_epi64_mask(s, _mm512_setzero_si512());
+    const __mmask8 up = shifted & (_mm512_cmpgt_epi64_mask(rem, half) |
+                                   (_mm512_cmpeq_epi64_mask(rem, half) & _mm512_test_epi64_mask(q, one)));
+    __m512i r = _mm512_mask_add_epi64(q, up, q, one);
+    r = _mm512_mask_mov_epi64(r, _mm512_cmpge_epi64_mask(s, _mm512_set1_epi64(63)), _mm512_setzero_si512());
+    r = _mm512_min_epi64(_mm512_max_epi64(r, lo_v), hi_v);
+    _mm256_storeu_ps(y + i, _mm256_cvtepi32_ps(_mm512_cvtepi64_epi32(r)));
+  }
+  return i;
+}
+#endif
+
+// One run of `count` accumulators; `channel_step` 0 keeps channel `c` (an NCHW plane), 1 walks the
+// channels (a channels-last pixel or a row of [N, C]). No division per element.
+template <typename T>
+void requantize_run(const T* a, float* y, int64_t count, int64_t c, int channel_step, const IntLayer& l,
+                    const int32_t* bias, const int32_t* mult, const int32_t* shift) {
+  const int acc_shift = static_cast<int>(l.acc_shift);
+  int64_t i = 0;
+#if defined(__x86_64__)
+  if constexpr (std::is_same_v<T, float>)
+    if (use_avx512())
+      i = requantize_run_avx512(a, y, count, channel_step, acc_shift, bias + c, mult + c, shift + c, l.clamp_lo,
+                                l.clamp_hi);
+#endif
+  for (c += i * channel_step; i < count; ++i, c += channel_step)
+    y[i] = static_cast<float>(
+        arith::requantize(nearest_integer(a[i]), acc_shift, bias[c], {mult[c], shift[c]}, l.clamp_lo, l.clamp_hi));
+}
+
 template <typename T>
 void requantize_cpu(const torch::Tensor& acc, const IntLayer& l, torch::Tensor& out) {
   const int64_t channels = acc.size(1), n = acc.numel();
   const int64_t inner = acc.dim() == 4 ? acc.size(2) * acc.size(3) : 1;
-  const bool last = channels_last(acc);
+  // Runs of equal length: channels-last pixels and [N, C] rows walk the channels, NCHW planes keep one.
+  const bool walk_channels = channels_last(acc) || inner == 1;
+  const int64_t run = walk_channels ? channels : inner, runs = n / run;
   const T* a = acc.data_ptr<T>();
   float* y = out.data_ptr<float>();
   const int32_t* bias = l.bias.data_ptr<int32_t>();
   const int32_t* mult = l.multiplier.data_ptr<int32_t>();
   const int32_t* shift = l.right_shift.data_ptr<int32_t>();
-  const int acc_shift = static_cast<int>(l.acc_shift);
-  at::parallel_for(0, n, kGrain, [&](int64_t i0, int64_t i1) {
-    for (int64_t i = i0; i < i1; ++i) {
-      const int64_t c = last ? i % channels : (i / inner) % channels;
-      const auto v = static_cast<int64_t>(std::nearbyint(a[i]));
-      y[i] = static_cast<float>(
-          arith::requantize(v, acc_shift, bias[c], {mult[c], shift[c]}, l.clamp_lo, l.clamp_hi));
+  at::parallel_for(0, runs, std::max<int64_t>(1, kGrain / run), [&](int64_t r0, int64_t r1) {
+    for (int64_t r = r0; r < r1; ++r) {
+      const int64_t first_channel = walk_channels ? 0 : r % channels;
+      requantize_run(a + r * run, y + r * run, run, first_channel, walk_channels ? 1 : 0, l, bias, mult, shift);
     }
   });
 }
@@ -81,6 +158,8 @@ torch::Tensor requantize_codes(const torch::Tensor& acc_in, const IntLayer& laye
   else requantize_cpu<float>(acc.to(torch::kFloat32), layer, out);
   return out;
 }
+
+void set_requantize_avx512(bool allowed) { avx512_allowed.store(allowed); }
 
 IntAdd lower_add(double scale_a, double scale_b, double scale_out, bool out_unsigned, int multiplier_bits) {
   IntAdd add;

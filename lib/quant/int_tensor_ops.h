@@ -15,7 +15,10 @@ torch::Tensor quantize_codes(const torch::Tensor& x, float scale, arith::CodeGri
 
 // Per output channel (dim 1), arith::requantize of integer-valued accumulators (float32 or float64,
 // any dense layout; values are rounded to the nearest integer first): float32 codes.
+// float32 accumulators on CPUs with AVX-512 (F, DQ) take a vector loop (8 values per step); `false`
+// forces the portable loop (tests compare the two bit for bit).
 torch::Tensor requantize_codes(const torch::Tensor& acc, const IntLayer& layer);
+void set_requantize_avx512(bool allowed);
 
 // A residual add of two code tensors (arith::add_requantize).
 struct IntAdd {

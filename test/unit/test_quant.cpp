@@ -6,7 +6,10 @@
 #include "config/config.h"
 #include "model/registry.h"
 #include "model/weights.h"
+#include "quant/arithmetic.h"
 #include "quant/fake_quant_kernel.h"
+#include "quant/int_layer.h"
+#include "quant/int_tensor_ops.h"
 #include "quant/policy.h"
 #include "quant/quantizers.h"
 #include "support/command.h"
@@ -406,3 +409,65 @@ TEST_CASE("an activation quantizer's initialized flag follows loaded state", "[q
   CHECK(q->scale() == Approx((0.5 * 10 + 0.5 * 20) / 127));
 }
 
+
+TEST_CASE("requantize_codes equals arith::requantize per element, AVX-512 and portable, every layout", "[quant]") {
+  // 19 channels: the vector loop's 8-wide steps and its scalar tail, within a channels-last pixel and
+  // an NCHW plane (35 pixels). Channel parameters cover the edges of arith::requantize: multiplier 0,
+  // acc / 4 (ties at acc = 4k + 2), shifts 62 and 63, a bias with acc_shift 3, random ones.
+  const int64_t channels = 19;
+  torch::manual_seed(11);
+  quant::IntLayer l;
+  l.acc_shift = 3;
+  l.clamp_lo = -128;
+  l.clamp_hi = 127;
+  std::vector<int32_t> mult(channels), shift(channels), bias(channels);
+  for (int64_t c = 0; c < channels; ++c) {
+    auto m = quant::arith::quantize_multiplier(std::ldexp(0.3 + 0.05 * c, -static_cast<int>(c % 7) - 8));
+    mult[c] = m.multiplier;
+    shift[c] = m.right_shift;
+    bias[c] = static_cast<int32_t>((c * 7919) % 4001) - 2000;
+  }
+  mult[0] = 0, shift[0] = 0;             // a constant channel
+  mult[1] = 1 << 30, shift[1] = 35;      // M = 2^-5 of acc * 2^3: acc / 4, a tie where acc = 4k + 2
+  mult[2] = 1 << 30, shift[2] = 62;      // rounds to 0 or +-1 only at the extremes
+  mult[3] = (1 << 30) + 1, shift[3] = 63;  // beyond: 0
+  bias[1] = 0;
+  l.multiplier = torch::tensor(mult).to(torch::kInt32);
+  l.right_shift = torch::tensor(shift).to(torch::kInt32);
+  l.bias = torch::tensor(bias).to(torch::kInt32);
+  // Integer accumulators up to 2^20 (float32 holds them exactly), small odd ones for the ties, and a
+  // few with fractions (rounded half to even first, as nearbyint does).
+  auto acc = torch::randint(-(1 << 20), 1 << 20, {3, channels, 5, 7}).to(torch::kFloat32);
+  acc.index_put_({0, 1}, torch::arange(-17, 18).to(torch::kFloat32).reshape({5, 7}));
+  acc.index_put_({1, 5, 0}, torch::tensor({2.5f, -2.5f, 3.5f, 0.5f, -0.5f, 1.25f, -7.75f}));
+  auto reference = [&](const torch::Tensor& a) {
+    auto flat = a.contiguous().to(torch::kFloat64).reshape({a.size(0), channels, -1});
+    auto out = torch::empty(flat.sizes(), torch::kFloat32);
+    for (int64_t n = 0; n < flat.size(0); ++n)
+      for (int64_t c = 0; c < channels; ++c)
+        for (int64_t p = 0; p < flat.size(2); ++p) {
+          auto v = static_cast<int64_t>(std::nearbyint(flat[n][c][p].item<double>()));
+          out[n][c][p] = quant::arith::requantize(v, 3, bias[c], {mult[c], shift[c]}, -128, 127);
+        }
+    return out.reshape(a.sizes());
+  };
+  const auto expected = reference(acc), expected_rows = reference(acc.select(3, 0).select(2, 0));
+  for (bool avx512 : {true, false}) {
+    quant::set_requantize_avx512(avx512);
+    INFO("avx512 allowed " << avx512);
+    CHECK(torch::equal(quant::requantize_codes(acc, l), expected));
+    auto last = quant::requantize_codes(acc.contiguous(torch::MemoryFormat::ChannelsLast), l);
+    CHECK(last.is_contiguous(torch::MemoryFormat::ChannelsLast));
+    CHECK(torch::equal(last, expected));
+    CHECK(torch::equal(quant::requantize_codes(acc.to(torch::kFloat64), l), expected));
+    CHECK(torch::equal(quant::requantize_codes(acc.select(3, 0).select(2, 0).contiguous(), l), expected_rows));
+  }
+  quant::set_requantize_avx512(true);
+  // The tie channel's accumulators -17..17 (position acc + 17) do tie: half to even both ways.
+  auto ties = expected[0][1].flatten();
+  CHECK(ties[17 + 2].item<float>() == 0);    // 0.5
+  CHECK(ties[17 + 6].item<float>() == 2);    // 1.5
+  CHECK(ties[17 + 10].item<float>() == 2);   // 2.5
+  CHECK(ties[17 - 6].item<float>() == -2);   // -1.5
+  CHECK(expected[0][0].abs().max().item<float>() == 0);  // multiplier 0: every code 0
+}
