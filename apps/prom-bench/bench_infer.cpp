@@ -93,7 +93,7 @@ CLI::App* add_infer_command(CLI::App& cli, InferBenchOptions& o) {
 
 int run_infer_bench(const InferBenchOptions& options) {
   InferBenchOptions o = options;
-  if (o.policy.empty()) o.policy = scripts_dir() + "/../configs/policies/prom.yaml";
+  if (o.policy.empty()) o.policy = source_dir() + "/configs/policies/prom.yaml";
   if (o.script.empty()) o.script = scripts_dir() + "/bench_infer_torchvision.py";
   const config::QuantConfig quant = load_policy(o.policy);
   if (!quant.enabled) throw ConfigError(o.policy + ": quant.enabled is false: nothing to export");

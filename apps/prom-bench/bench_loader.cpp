@@ -179,7 +179,7 @@ CLI::App* add_loader_command(CLI::App& cli, LoaderBenchOptions& o) {
 
 int run_loader_bench(const LoaderBenchOptions& options) {
   LoaderBenchOptions o = options;
-  if (o.script.empty()) o.script = source_dir() + "/scripts/bench_torchvision_loader.py";
+  if (o.script.empty()) o.script = scripts_dir() + "/bench_torchvision_loader.py";
   std::string dir = o.dir;
   const bool temporary = dir.empty();
   if (temporary) dir = (fs::temp_directory_path() / ("prom-bench-loader-" + std::to_string(::getpid()))).string();

@@ -119,7 +119,7 @@ void print_ao_choice(const nlohmann::json& ao) {
 
 int run_qat_bench(const TrainBenchOptions& options) {
   TrainBenchOptions o = options;
-  if (o.policy.empty()) o.policy = scripts_dir() + "/../configs/policies/prom.yaml";
+  if (o.policy.empty()) o.policy = source_dir() + "/configs/policies/prom.yaml";
   if (o.qat_script.empty()) o.qat_script = scripts_dir() + "/bench_qat_torchvision.py";
   const config::QuantConfig quant = load_policy(o.policy);
   if (!quant.enabled) throw ConfigError(o.policy + ": quant.enabled is false: nothing to measure with --qat");
