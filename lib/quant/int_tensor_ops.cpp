@@ -102,6 +102,7 @@ void requantize_run(const T* a, float* y, int64_t count, int64_t c, int channel_
 template <typename T>
 void requantize_cpu(const torch::Tensor& acc, const IntLayer& l, torch::Tensor& out) {
   const int64_t channels = acc.size(1), n = acc.numel();
+  if (n == 0) return;
   const int64_t inner = acc.dim() == 4 ? acc.size(2) * acc.size(3) : 1;
   // Runs of equal length: channels-last pixels and [N, C] rows walk the channels, NCHW planes keep one.
   const bool walk_channels = channels_last(acc) || inner == 1;

@@ -15,8 +15,9 @@ torch::Tensor quantize_codes(const torch::Tensor& x, float scale, arith::CodeGri
 
 // Per output channel (dim 1), arith::requantize of integer-valued accumulators (float32 or float64,
 // any dense layout; values are rounded to the nearest integer first): float32 codes.
-// float32 accumulators on CPUs with AVX-512 (F, DQ) take a vector loop (8 values per step); `false`
-// forces the portable loop (tests compare the two bit for bit).
+// float32 accumulators (|acc| < 2^24, as every exact float32 sum is) on CPUs with AVX-512 (F, DQ)
+// take a vector loop, 8 values per step; `false` forces the portable loop (tests compare the two bit
+// for bit).
 torch::Tensor requantize_codes(const torch::Tensor& acc, const IntLayer& layer);
 void set_requantize_avx512(bool allowed);
 
