@@ -57,13 +57,14 @@ __attribute__((target("avx512f,avx512dq"))) inline __m512i load_per_channel(cons
 __attribute__((target("avx512f,avx512dq"))) int64_t requantize_run_avx512(
     const float* a, float* y, int64_t count, int channel_step, int acc_shift, const int32_t* bias,
     const int32_t* mult, const int32_t* shift, int32_t lo, int32_t hi) {
-  const auto per_channel = [channel_step](const int32_t* p, int64_t i) { return load_per_channel(p, i, channel_step); };
   const __m512i one = _mm512_set1_epi64(1), lo_v = _mm512_set1_epi64(lo), hi_v = _mm512_set1_epi64(hi);
   int64_t i = 0;
   for (; i + 8 <= count; i += 8) {
     __m512i v = _mm512_cvtepi32_epi64(_mm256_cvtps_epi32(_mm256_loadu_ps(a + i)));
-    v = _mm512_add_epi64(_mm512_slli_epi64(v, static_cast<unsigned>(acc_shift)), per_channel(bias, i));
-    const __m512i p = _mm512_mullo_epi64(v, per_channel(mult, i)), s = per_channel(shift, i);
+    v = _mm512_slli_epi64(v, static_cast<unsigned>(acc_shift));
+    v = _mm512_add_epi64(v, load_per_channel(bias, i, channel_step));
+    const __m512i p = _mm512_mullo_epi64(v, load_per_channel(mult, i, channel_step));
+    const __m512i s = load_per_channel(shift, i, channel_step);
     // rounding_shift_right(p, s): floor, then up when the remainder passes half (ties to even);
     // p itself where s == 0, 0 where s >= 63.
     const __m512i q = _mm512_srav_epi64(p, s);

@@ -409,11 +409,10 @@ TEST_CASE("an activation quantizer's initialized flag follows loaded state", "[q
   CHECK(q->scale() == Approx((0.5 * 10 + 0.5 * 20) / 127));
 }
 
-
 TEST_CASE("requantize_codes equals arith::requantize per element, AVX-512 and portable, every layout", "[quant]") {
   // 19 channels: the vector loop's 8-wide steps and its scalar tail, within a channels-last pixel and
   // an NCHW plane (35 pixels). Channel parameters cover the edges of arith::requantize: multiplier 0,
-  // acc / 4 (ties at acc = 4k + 2), shifts 62 and 63, a bias with acc_shift 3, random ones.
+  // acc / 4 (ties at acc = 4k + 2), shifts 62 and 63, a bias with acc_shift 3, and others made by a formula.
   const int64_t channels = 19;
   torch::manual_seed(11);
   quant::IntLayer l;
