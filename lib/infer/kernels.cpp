@@ -4,8 +4,8 @@
 #include <cstdint>
 #include <cstring>
 
-#include "infer/requantize_avx512.h"
 #include "quant/arithmetic.h"
+#include "quant/requantize_avx512.h"
 
 #if defined(__x86_64__) || defined(__i386__)
 #include <immintrin.h>
@@ -13,6 +13,13 @@
 #endif
 
 namespace prom::infer::kernels {
+
+#ifdef PROM_X86
+using quant::arith::requant_lanes512;
+using quant::arith::RequantLanes512;
+using quant::arith::requantize16;
+using quant::arith::round_shift_clamp512;
+#endif
 
 Isa best_isa() {
 #ifdef PROM_X86
@@ -237,7 +244,7 @@ __attribute__((target("avx2"))) int64_t requantize_avx2(const int32_t* acc, int6
   return p;
 }
 
-// quant::arith::requantize, 16 values per step (requantize_avx512.h).
+// quant::arith::requantize, 16 values per step (quant/requantize_avx512.h).
 __attribute__((target("avx512f,avx512bw"))) int64_t requantize_avx512(const int32_t* acc, int64_t n, int32_t acc_shift,
                                                                       int32_t bias, int32_t multiplier,
                                                                       int32_t right_shift, int32_t lo, int32_t hi,
@@ -254,7 +261,7 @@ __attribute__((target("avx512f,avx512bw"))) int64_t requantize_avx512(const int3
 }
 
 // quant::arith::add_requantize, 8 values per step: a * mult_a + b * mult_b in int64 lanes (|sum| <
-// 2^40), rounded and clamped as in requantize_avx512.h. Multipliers in [0, 2^31), shift >= 1.
+// 2^40), rounded and clamped as in quant/requantize_avx512.h. Multipliers in [0, 2^31), shift >= 1.
 __attribute__((target("avx512f,avx512bw"))) int64_t add_requantize_avx512(const int16_t* a, const int16_t* b,
                                                                           int64_t n, int64_t mult_a, int64_t mult_b,
                                                                           int shift, int32_t lo, int32_t hi,

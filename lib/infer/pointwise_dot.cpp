@@ -6,10 +6,16 @@
 #if defined(__x86_64__) || defined(__i386__)
 #include <immintrin.h>
 #define PROM_X86 1
-#include "infer/requantize_avx512.h"
+#include "quant/requantize_avx512.h"
 #endif
 
 namespace prom::infer::kernels {
+
+#ifdef PROM_X86
+using quant::arith::requant_lanes512;
+using quant::arith::RequantLanes512;
+using quant::arith::requantize16;
+#endif
 
 void pack_input_pairs(const int16_t* x, int64_t pixels, int64_t in_channels, int64_t k0, int64_t k1, int16_t* xp) {
   const int64_t padded = padded_pixels(pixels);
@@ -110,7 +116,7 @@ __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni"))) void tile_avx512
     for (int v = 0; v < V; ++v) _mm512_storeu_si512(acc + r * kTilePixels + 16 * v, a[r][v]);
 }
 
-// tile_avx512, then quant::arith::requantize in registers (requantize_avx512.h), narrowed to int16
+// tile_avx512, then quant::arith::requantize in registers (quant/requantize_avx512.h), narrowed to int16
 // and stored with the tail of valid pixels masked.
 template <int V>
 __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni"))) void tile_requantized_avx512(const int16_t* xp, int64_t padded,

@@ -3,6 +3,8 @@
 #include <ATen/Parallel.h>
 #if defined(__x86_64__)
 #include <immintrin.h>  // the AVX-512 requantization; elsewhere only the portable loop is built
+
+#include "quant/requantize_avx512.h"
 #endif
 
 #include <algorithm>
@@ -57,24 +59,14 @@ __attribute__((target("avx512f,avx512dq"))) inline __m512i load_per_channel(cons
 __attribute__((target("avx512f,avx512dq"))) int64_t requantize_run_avx512(
     const float* a, float* y, int64_t count, int channel_step, int acc_shift, const int32_t* bias,
     const int32_t* mult, const int32_t* shift, int32_t lo, int32_t hi) {
-  const __m512i one = _mm512_set1_epi64(1), lo_v = _mm512_set1_epi64(lo), hi_v = _mm512_set1_epi64(hi);
+  const __m512i lo_v = _mm512_set1_epi64(lo), hi_v = _mm512_set1_epi64(hi);
   int64_t i = 0;
   for (; i + 8 <= count; i += 8) {
     __m512i v = _mm512_cvtepi32_epi64(_mm256_cvtps_epi32(_mm256_loadu_ps(a + i)));
     v = _mm512_slli_epi64(v, static_cast<unsigned>(acc_shift));
     v = _mm512_add_epi64(v, load_per_channel(bias, i, channel_step));
     const __m512i p = _mm512_mullo_epi64(v, load_per_channel(mult, i, channel_step));
-    const __m512i s = load_per_channel(shift, i, channel_step);
-    // rounding_shift_right(p, s): floor, then up when the remainder passes half (ties to even);
-    // p itself where s == 0, 0 where s >= 63.
-    const __m512i q = _mm512_srav_epi64(p, s);
-    const __m512i rem = _mm512_and_si512(p, _mm512_sub_epi64(_mm512_sllv_epi64(one, s), one));
-    const __m512i half = _mm512_sllv_epi64(one, _mm512_sub_epi64(s, one));
-    const __mmask8 shifted = _mm512_cmpgt_epi64_mask(s, _mm512_setzero_si512());
-    const __mmask8 up = shifted & (_mm512_cmpgt_epi64_mask(rem, half) |
-                                   (_mm512_cmpeq_epi64_mask(rem, half) & _mm512_test_epi64_mask(q, one)));
-    __m512i r = _mm512_mask_add_epi64(q, up, q, one);
-    r = _mm512_mask_mov_epi64(r, _mm512_cmpge_epi64_mask(s, _mm512_set1_epi64(63)), _mm512_setzero_si512());
+    __m512i r = arith::rounding_shift_right_lanes512(p, load_per_channel(shift, i, channel_step));
     r = _mm512_min_epi64(_mm512_max_epi64(r, lo_v), hi_v);
     _mm256_storeu_ps(y + i, _mm256_cvtepi32_ps(_mm512_cvtepi64_epi32(r)));
   }

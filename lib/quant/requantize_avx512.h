@@ -1,5 +1,7 @@
-// quant::arith::requantize and add_requantize on AVX-512 lanes, shared by the engine's kernels
-// (kernels.cpp, pointwise_dot.cpp). A product p (|p| < 2^62) in an int64 lane becomes
+// arith::requantize and add_requantize on AVX-512 lanes, shared by the engine's kernels
+// (infer/kernels.cpp, infer/pointwise_dot.cpp) and the exact forward's requantize_codes
+// (int_tensor_ops.cpp), so that one vector rounding stands beside its scalar reference
+// (arithmetic.h) and the tests of either path check both. A product p (|p| < 2^62) in an int64 lane becomes
 // floor((p + 2^(s-1) - 1 + bit) / 2^s) with bit = floor(p / 2^s) & 1, which is p / 2^s rounded to
 // nearest with ties to even (AVX-512's arithmetic shift vpsraq makes this exact for negative p),
 // then clamped to [lo, hi]. Include only in files that compile these functions for AVX-512.
@@ -9,7 +11,7 @@
 
 #include <cstdint>
 
-namespace prom::infer::kernels {
+namespace prom::quant::arith {
 
 struct RequantLanes512 {
   __m512i multiplier, round, one, lo, hi;
@@ -38,5 +40,20 @@ __attribute__((target("avx512f"))) inline __m512i requantize16(__m512i v, const 
   return _mm512_mask_blend_epi32(0xAAAA, even, _mm512_slli_epi64(odd, 32));
 }
 
-}  // namespace prom::infer::kernels
+// arith::rounding_shift_right with a shift per lane, any |p| < 2^63: floor(p / 2^s) rounded up when
+// the remainder passes half or equals it with the floor odd (ties to even); p where s == 0, 0 where
+// s >= 63 (the scalar reference's cases). For callers whose lanes hold different channels.
+__attribute__((target("avx512f"))) inline __m512i rounding_shift_right_lanes512(__m512i p, __m512i s) {
+  const __m512i one = _mm512_set1_epi64(1);
+  const __m512i q = _mm512_srav_epi64(p, s);
+  const __m512i rem = _mm512_and_si512(p, _mm512_sub_epi64(_mm512_sllv_epi64(one, s), one));
+  const __m512i half = _mm512_sllv_epi64(one, _mm512_sub_epi64(s, one));
+  const __mmask8 shifted = _mm512_cmpgt_epi64_mask(s, _mm512_setzero_si512());
+  const __mmask8 up = shifted & (_mm512_cmpgt_epi64_mask(rem, half) |
+                                 (_mm512_cmpeq_epi64_mask(rem, half) & _mm512_test_epi64_mask(q, one)));
+  const __m512i r = _mm512_mask_add_epi64(q, up, q, one);
+  return _mm512_mask_mov_epi64(r, _mm512_cmpge_epi64_mask(s, _mm512_set1_epi64(63)), _mm512_setzero_si512());
+}
+
+}  // namespace prom::quant::arith
 #endif
