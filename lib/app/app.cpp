@@ -11,6 +11,7 @@
 #include "core/error.h"
 #include "core/thread_defaults.h"
 #include "distributed/backend.h"
+#include "train/device.h"
 #ifdef PROM_WITH_DATA
 #include "data/opencv_info.h"
 #endif
@@ -97,8 +98,7 @@ config::Config load_config(const ConfigFlags& flags) {
 
 void check_memory_format(config::Config& config) {
   if (!config.model.channels_last) return;
-  const std::string& device = config.run.device;
-  if (device.rfind("cuda", 0) == 0 || (device == "auto" && torch::cuda::is_available())) return;  // cuDNN's
+  if (train::device_is_cuda(config.run.device)) return;  // cuDNN's
   const ChannelsLastCheck check = check_channels_last_convolutions();
   if (check.ok) return;
   spdlog::warn("{}", describe_channels_last_failure(check));
