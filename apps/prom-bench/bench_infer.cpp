@@ -48,10 +48,12 @@ config::ModelConfig model_config(const InferBenchOptions& o) {
 }
 
 // Engine options that select the kernels named by --isa; a CPU without them is an error.
-infer::EngineOptions engine_options(const std::string& isa, const std::string& ternary_kernel) {
+infer::EngineOptions engine_options(const std::string& isa, const std::string& ternary_kernel,
+                                    const std::string& dot_codes) {
   using infer::kernels::Isa;
   infer::EngineOptions eo;
   eo.ternary_dot = ternary_kernel == "dot";
+  eo.byte_dot = dot_codes == "8bit";
   if (isa == "best") return eo;
   const Isa want = isa == "portable" ? Isa::kPortable : isa == "avx2" ? Isa::kAvx2 : Isa::kAvx512Vnni;
   if (static_cast<int>(want) > static_cast<int>(infer::kernels::best_isa()))
@@ -88,6 +90,10 @@ CLI::App* add_infer_command(CLI::App& cli, InferBenchOptions& o) {
                 "ternary 1x1 layers: dot (dense dot products of the codes) or addsub (additions over index lists)")
       ->capture_default_str()
       ->check(CLI::IsMember({"dot", "addsub"}));
+  c->add_option("--dot-codes", o.dot_codes,
+                "1x1 dot products on AVX-512 VNNI: 8bit (vpdpbusd on byte codes) or 16bit (vpdpwssd on int16 pairs)")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"8bit", "16bit"}));
   return c;
 }
 
@@ -112,7 +118,7 @@ int run_infer_bench(const InferBenchOptions& options) {
   eo.input_size = o.size;
   eo.preprocess = {o.size, o.size, {0.485, 0.456, 0.406}, {0.229, 0.224, 0.225}};
   eo.multiplier_bits = quant::requant_multiplier_bits(quant);
-  infer::IntegerEngine engine(lowering::lower_model(*qat, eo), engine_options(o.isa, o.ternary_kernel));
+  infer::IntegerEngine engine(lowering::lower_model(*qat, eo), engine_options(o.isa, o.ternary_kernel, o.dot_codes));
   torch::Tensor codes = engine.quantize_input(torch::randn({o.batch, 3, o.size, o.size}));
   for (int i = 0; i < o.warmup; ++i) engine.run(codes);
   engine.reset_counts();
@@ -157,8 +163,9 @@ int run_infer_bench(const InferBenchOptions& options) {
   std::printf("prom-bench infer: MobileNetV2 1.0, 1000 classes, batch %lld at %lldx%lld, %d thread(s), median of %d "
               "runs after %d warm-up (ms per batch)\n", static_cast<long long>(o.batch), static_cast<long long>(o.size),
               static_cast<long long>(o.size), threads, o.iters, o.warmup);
-  std::printf("%-44s %10.2f ms  (%s kernels, ternary 1x1: %s)\n", "prom integer engine (PROM: ternary + int8)", engine_ms,
-              engine.kernel_name(), o.ternary_kernel == "dot" && std::string(engine.kernel_name()) != "portable" ? "dot products" : "additions");
+  const bool ternary_dot = o.ternary_kernel == "dot" && std::string(engine.kernel_name()) != "portable";
+  std::printf("%-44s %10.2f ms  (%s kernels, 1x1: %s, ternary 1x1: %s)\n", "prom integer engine (PROM: ternary + int8)",
+              engine_ms, engine.kernel_name(), engine.pointwise_kernel_name(), ternary_dot ? "dot products" : "additions");
   std::printf("%-44s %10.2f ms\n", "LibTorch fp32 eval (channels_last)", torch_ms);
   for (const char* engine : {"onednn", "qnnpack"}) {
     const std::string label = std::string("torch.ao int8, ") + engine + " engine (Python)";

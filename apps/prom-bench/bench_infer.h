@@ -25,6 +25,7 @@ struct InferBenchOptions {
   bool ops = false;     // print the engine's time per op of the graph
   std::string isa = "best";  // the engine's kernels: best | portable | avx2 | avx512-vnni
   std::string ternary_kernel = "dot";  // ternary 1x1 layers: dot (products) | addsub (index lists)
+  std::string dot_codes = "8bit";       // AVX-512 VNNI 1x1 dot products: 8bit (vpdpbusd) | 16bit (vpdpwssd)
 };
 
 CLI::App* add_infer_command(CLI::App& cli, InferBenchOptions& options);

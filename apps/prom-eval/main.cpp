@@ -203,7 +203,8 @@ int main(int argc, char** argv) {
     if (use_engine) {
       r = prom::train::evaluate([&](const torch::Tensor& x) { return integer->logits(x); }, *source,
                                 config.model.num_classes);
-      print_result(model_path, r, classes, json, "integer, " + std::string(integer->kernel_name()) + " kernels");
+      print_result(model_path, r, classes, json,
+                   "integer, " + std::string(integer->kernel_name()) + " kernels, 1x1: " + integer->pointwise_kernel_name());
     } else {
       loaded.model->to(device);
       if (config.model.channels_last) prom::model::to_channels_last(*loaded.model);

@@ -36,7 +36,8 @@ IntegerEngine::IntegerEngine(graph::IntModel model, EngineOptions options)
     : model_(std::move(model)),
       isa_(engine_isa(options)),
       parallel_(options.parallel),
-      ternary_dot_(options.ternary_dot) {
+      ternary_dot_(options.ternary_dot),
+      byte_dot_(options.byte_dot) {
   // Activation memory bounds the batch: about 64 MB of int16 codes (a few images of MobileNetV2 1.0
   // at 224 px; small models reach max_batch).
   int64_t per_image = 0;
@@ -49,8 +50,9 @@ IntegerEngine::IntegerEngine(graph::IntModel model, EngineOptions options)
   plus_offsets_.resize(model_.ops.size());
   minus_offsets_.resize(model_.ops.size());
   weight_pairs_.resize(model_.ops.size());
+  weight_quads_.resize(model_.ops.size());
   tables_.resize(model_.ops.size());
-  size_t max_pixels = 0, max_padded = 0, max_pairs = 0;
+  size_t max_pixels = 0, max_padded = 0, max_pairs = 0, max_quads = 0;
   for (size_t i = 0; i < model_.ops.size(); ++i) {
     const IntOp& op = model_.ops[i];
     counts_.push_back({op.name.empty() ? graph::op_kind_name(op.kind) : op.name, op.kind, op.role, {},
@@ -72,7 +74,12 @@ IntegerEngine::IntegerEngine(graph::IntModel model, EngineOptions options)
       image_words_.resize(std::max<size_t>(image_words_.size(), ((capacity_ + kernels::kTileRows - 1) / kernels::kTileRows) *
                                                                     kernels::kTileRows * pairs));
     }
-    if (is_pointwise(op) && isa_ != kernels::Isa::kPortable) {
+    if (is_pointwise(op) && isa_ == kernels::Isa::kAvx512Vnni && byte_dot_) {  // 8-bit codes, vpdpbusd
+      weight_quads_[i] = kernels::pack_weight_quads(op.weight.contiguous().data_ptr<int8_t>(), op.out_channels,
+                                                    op.in_channels, !in.is_unsigned);
+      max_quads = std::max<size_t>(max_quads, kernels::channel_quads(op.in_channels) *
+                                                  kernels::padded_pixels(capacity_ * in.height * in.width) * 4);
+    } else if (is_pointwise(op) && isa_ != kernels::Isa::kPortable) {  // int16 pairs, madd
       weight_pairs_[i] = kernels::pack_weight_pairs(op.weight.contiguous().data_ptr<int8_t>(), op.out_channels, op.in_channels);
       max_pairs = std::max<size_t>(max_pairs, kernels::channel_pairs(op.in_channels) *
                                                   kernels::padded_pixels(capacity_ * in.height * in.width) * 2);
@@ -102,7 +109,17 @@ IntegerEngine::IntegerEngine(graph::IntModel model, EngineOptions options)
   max_pixels_ = static_cast<int64_t>(max_pixels);
   padded_.resize(capacity_ * max_padded);
   input_pairs_.resize(max_pairs);
+  input_quads_.resize(max_quads);
   seconds_.assign(model_.ops.size(), 0.0);
+}
+
+const char* IntegerEngine::pointwise_kernel_name() const {
+  switch (isa_) {
+    case kernels::Isa::kAvx512Vnni: return byte_dot_ ? "vpdpbusd, 8-bit codes" : "vpdpwssd, int16 pairs";
+    case kernels::Isa::kAvx2: return "madd, int16 pairs";
+    case kernels::Isa::kPortable: break;
+  }
+  return "reference kernels";
 }
 
 void IntegerEngine::reset_counts() {
@@ -313,10 +330,35 @@ void IntegerEngine::conv_int8_pointwise(const IntOp& op, const ConvPlanes& p) {
   });
 }
 
-// 1x1 convolution as dense dot products over packed channel pairs (pointwise_dot.h): tiles of 4
-// output channels x 64 pixels, pixel blocks outermost so that threads share the packed input in
-// cache; each tile is requantized straight from its accumulators.
+namespace {
+
+// Runs tile(c0, p0, vectors, out) over the 1x1 layer's tiles of kTileRows output channels x
+// kTilePixels pixels, pixel blocks outermost so that threads share the packed input in cache; `out`
+// is where the tile's requantized codes go.
+template <typename Planes, typename F>
+void for_pointwise_tiles(bool parallel, const IntOp& op, const Planes& p, int64_t packed_rows, const F& tile) {
+  using kernels::kTilePixels, kernels::kTileRows;
+  const int64_t pixels = p.in_pixels, padded = kernels::padded_pixels(pixels);
+  const int64_t row_blocks = (op.out_channels + kTileRows - 1) / kTileRows;
+  const int64_t pixel_blocks = (padded + kTilePixels - 1) / kTilePixels;
+  for_channels(parallel, row_blocks * pixel_blocks, kTileRows * kTilePixels * packed_rows, [&](int64_t t0, int64_t t1) {
+    for (int64_t t = t0; t < t1; ++t) {
+      const int64_t c0 = (t % row_blocks) * kTileRows, p0 = (t / row_blocks) * kTilePixels;
+      const int vectors = static_cast<int>((std::min(kTilePixels, padded - p0) + 15) / 16);
+      const kernels::TileOutput out{p.bias + c0, p.mult + c0, p.shift + c0, p.acc_shift, p.lo, p.hi,
+                                    p.y + c0 * p.out_pixels + p0, p.out_pixels,
+                                    std::min(kTileRows, op.out_channels - c0), std::min(kTilePixels, pixels - p0)};
+      tile(c0, p0, vectors, out);
+    }
+  });
+}
+
+}  // namespace
+
+// 1x1 convolution as dense dot products over packed channel pairs (pointwise_dot.h), each tile
+// requantized straight from its accumulators; the 8-bit layout where the engine packed it.
 void IntegerEngine::conv_pointwise_dot(const IntOp& op, size_t index, const ConvPlanes& p) {
+  if (!weight_quads_[index].words.empty()) return conv_pointwise_quads(op, index, p);
   const int64_t pixels = p.in_pixels, padded = kernels::padded_pixels(pixels);
   const int64_t pairs = kernels::channel_pairs(op.in_channels);
   int16_t* xp = input_pairs_.data();
@@ -324,21 +366,26 @@ void IntegerEngine::conv_pointwise_dot(const IntOp& op, size_t index, const Conv
     kernels::pack_input_pairs(p.x, pixels, op.in_channels, k0, k1, xp);
   });
   const int32_t* weights = weight_pairs_[index].data();
-  const int64_t row_blocks = (op.out_channels + kernels::kTileRows - 1) / kernels::kTileRows;
-  const int64_t pixel_blocks = (padded + kernels::kTilePixels - 1) / kernels::kTilePixels;
-  for_channels(parallel_, row_blocks * pixel_blocks, kernels::kTileRows * kernels::kTilePixels * pairs,
-               [&](int64_t t0, int64_t t1) {
-                 for (int64_t t = t0; t < t1; ++t) {
-                   const int64_t c0 = (t % row_blocks) * kernels::kTileRows, p0 = (t / row_blocks) * kernels::kTilePixels;
-                   const int vectors = static_cast<int>((std::min(kernels::kTilePixels, padded - p0) + 15) / 16);
-                   const kernels::TileOutput out{p.bias + c0, p.mult + c0, p.shift + c0, p.acc_shift, p.lo, p.hi,
-                                                 p.y + c0 * p.out_pixels + p0, p.out_pixels,
-                                                 std::min(kernels::kTileRows, op.out_channels - c0),
-                                                 std::min(kernels::kTilePixels, pixels - p0)};
-                   kernels::pointwise_tile_requantized(xp, padded, pairs, weights + (c0 / kernels::kTileRows) * pairs * kernels::kTileRows,
-                                                       p0, vectors, out, isa_);
-                 }
-               });
+  for_pointwise_tiles(parallel_, op, p, pairs, [&](int64_t c0, int64_t p0, int vectors, const kernels::TileOutput& out) {
+    kernels::pointwise_tile_requantized(xp, padded, pairs, weights + c0 * pairs, p0, vectors, out, isa_);
+  });
+}
+
+// The same on 8-bit codes, four channels per vpdpbusd lane (pointwise_dot.h); signed inputs offset
+// by +128 and corrected by each channel's accumulator start.
+void IntegerEngine::conv_pointwise_quads(const IntOp& op, size_t index, const ConvPlanes& p) {
+  const int64_t pixels = p.in_pixels, padded = kernels::padded_pixels(pixels);
+  const int64_t quads = kernels::channel_quads(op.in_channels);
+  const bool offset = !model_.activations[op.input].is_unsigned;
+  uint8_t* xq = input_quads_.data();
+  for_channels(parallel_, quads, 4 * padded, [&](int64_t k0, int64_t k1) {
+    kernels::pack_input_quads(p.x, pixels, op.in_channels, offset, k0, k1, xq, isa_);
+  });
+  const kernels::QuadWeights& w = weight_quads_[index];
+  for_pointwise_tiles(parallel_, op, p, quads, [&](int64_t c0, int64_t p0, int vectors, const kernels::TileOutput& out) {
+    kernels::pointwise_quad_tile_requantized(xq, padded, quads, w.words.data() + c0 * quads, w.start.data() + c0, p0,
+                                             vectors, out, isa_);
+  });
 }
 
 // General (stem) and depthwise convolution over zero-padded copies of the input planes: every

@@ -25,6 +25,9 @@ struct EngineOptions {
   // false runs ternary 1x1 layers on the add/sub kernel over index lists (kernels.h, AVX2 or
   // portable) instead of the dot products, for comparing the two (`prom-bench infer --ternary-kernel`).
   bool ternary_dot = true;
+  // false keeps 1x1 dot products on int16 channel pairs (vpdpwssd) where AVX-512 VNNI would run them
+  // on 8-bit codes (vpdpbusd), for comparing the two (`prom-bench infer --dot-codes`).
+  bool byte_dot = true;
 };
 
 class IntegerEngine {
@@ -47,6 +50,9 @@ class IntegerEngine {
   // The kernels that run: "avx512-vnni" and "avx2" compute 1x1 convolutions as dense dot products
   // (ternary codes included); "portable" runs the reference kernels (ternary: additions only).
   const char* kernel_name() const { return kernels::isa_name(isa_); }
+  // How 1x1 convolutions run: "vpdpbusd, 8-bit codes", "vpdpwssd, int16 pairs", "madd, int16 pairs"
+  // (AVX2), or "reference kernels" (portable; ternary layers then take additions only).
+  const char* pointwise_kernel_name() const;
   // Integer codes of graph activation `id` for the last image of the last run (planes [C][H*W]); for tests.
   std::vector<int16_t> activation(size_t id) const;
   // Images per batch that run() processes together.
@@ -59,6 +65,7 @@ class IntegerEngine {
   int64_t conv_ternary_pointwise(const graph::IntOp& op, size_t index, const ConvPlanes& planes);  // -> non-zeros
   void conv_int8_pointwise(const graph::IntOp& op, const ConvPlanes& planes);
   void conv_pointwise_dot(const graph::IntOp& op, size_t index, const ConvPlanes& planes);
+  void conv_pointwise_quads(const graph::IntOp& op, size_t index, const ConvPlanes& planes);
   void conv_general(const graph::IntOp& op, const ConvPlanes& planes);
   void conv_images_inner(const graph::IntOp& op, const ConvPlanes& planes, int64_t plane);
   void apply_table(size_t index, int64_t n);
@@ -71,17 +78,19 @@ class IntegerEngine {
 
   graph::IntModel model_;
   kernels::Isa isa_;
-  bool parallel_, ternary_dot_;
+  bool parallel_, ternary_dot_, byte_dot_;
   int64_t capacity_ = 1;  // images per batch
   int64_t batch_ = 0;     // images in the batch in flight (or the last one)
   std::vector<std::vector<int16_t>> acts_;   // one buffer per graph activation: [C][image][H*W]
   std::vector<std::vector<int32_t>> plus_, minus_;  // per ternary op: flattened index lists
   std::vector<std::vector<int64_t>> plus_offsets_, minus_offsets_;  // per output channel: start in lists
   std::vector<std::vector<int16_t>> tables_;  // per op with an activation table: its 256 output codes
-  std::vector<std::vector<int32_t>> weight_pairs_;  // per 1x1 op on the dot-product path: packed weights
+  std::vector<std::vector<int32_t>> weight_pairs_;  // per 1x1 op on the int16 dot-product path: packed weights
+  std::vector<kernels::QuadWeights> weight_quads_;  // per 1x1 op on the 8-bit (AVX-512 VNNI) path
   std::vector<std::vector<int16_t>> classifier_pairs_;  // per linear op: its weights packed as a tile's input
   std::vector<int32_t> image_words_;  // the classifier's input codes packed as a tile's weight pairs
   std::vector<int16_t> input_pairs_;  // the 1x1 layer's input with channel pairs interleaved (pointwise_dot.h)
+  std::vector<uint8_t> input_quads_;  // the same as bytes, four channels interleaved (the 8-bit path)
   std::vector<int16_t> padded_;  // zero-padded input planes of a stem/depthwise convolution: [C][image][plane]
   int64_t max_pixels_ = 0;       // output pixels of the largest layer, per image (accumulator scratch per thread)
   std::vector<LayerCounts> counts_;

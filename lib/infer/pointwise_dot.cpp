@@ -46,6 +46,76 @@ std::vector<int32_t> pack_weight_pairs(const int8_t* w, int64_t out_channels, in
 
 namespace {
 
+void pack_quads_portable(const int16_t* x, int64_t pixels, int64_t in_channels, bool offset, int64_t k, uint8_t* out) {
+  const int32_t add = offset ? 128 : 0;
+  for (int64_t j = 0; j < 4; ++j) {
+    const int16_t* a = x + (4 * k + j) * pixels;
+    for (int64_t p = 0; p < pixels; ++p) out[4 * p + j] = 4 * k + j < in_channels ? static_cast<uint8_t>(a[p] + add) : 0;
+  }
+}
+
+#ifdef PROM_X86
+// 16 pixels at a time: each channel's codes widened to int32 lanes, their low bytes (offset by an
+// exclusive or with 0x80, which adds 128 to int8 codes modulo 256) shifted into place.
+__attribute__((target("avx512f,avx512bw"))) void pack_quads_avx512(const int16_t* x, int64_t pixels,
+                                                                   int64_t in_channels, bool offset, int64_t k,
+                                                                   uint8_t* out) {
+  const int64_t channels = std::min<int64_t>(4, in_channels - 4 * k);
+  const __m512i low_byte = _mm512_set1_epi32(0xFF), flip = _mm512_set1_epi32(offset ? 0x80 : 0);
+  const int16_t* a = x + 4 * k * pixels;
+  int64_t p = 0;
+  for (; p + 16 <= pixels; p += 16) {
+    __m512i word = _mm512_setzero_si512();
+    for (int64_t j = 0; j < channels; ++j) {
+      const __m512i v = _mm512_cvtepi16_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(a + j * pixels + p)));
+      word = _mm512_or_si512(word, _mm512_slli_epi32(_mm512_and_si512(_mm512_xor_si512(v, flip), low_byte), 8 * j));
+    }
+    _mm512_storeu_si512(out + 4 * p, word);
+  }
+  for (; p < pixels; ++p)
+    for (int64_t j = 0; j < 4; ++j) out[4 * p + j] = j < channels ? static_cast<uint8_t>(a[j * pixels + p] + (offset ? 128 : 0)) : 0;
+}
+#endif
+
+}  // namespace
+
+void pack_input_quads(const int16_t* x, int64_t pixels, int64_t in_channels, bool offset, int64_t k0, int64_t k1,
+                      uint8_t* xq, Isa isa) {
+  const int64_t padded = padded_pixels(pixels);
+  for (int64_t k = k0; k < k1; ++k) {
+    uint8_t* out = xq + k * padded * 4;
+#ifdef PROM_X86
+    if (isa == Isa::kAvx512Vnni) pack_quads_avx512(x, pixels, in_channels, offset, k, out);
+    else pack_quads_portable(x, pixels, in_channels, offset, k, out);
+#else
+    (void)isa;
+    pack_quads_portable(x, pixels, in_channels, offset, k, out);
+#endif
+    std::fill(out + 4 * pixels, out + 4 * padded, 0);
+  }
+}
+
+QuadWeights pack_weight_quads(const int8_t* w, int64_t out_channels, int64_t in_channels, bool offset) {
+  const int64_t blocks = (out_channels + kTileRows - 1) / kTileRows, quads = channel_quads(in_channels);
+  QuadWeights packed{std::vector<int32_t>(blocks * quads * kTileRows, 0), std::vector<int32_t>(blocks * kTileRows, 0)};
+  for (int64_t row = 0; row < out_channels; ++row) {
+    int64_t sum = 0;
+    for (int64_t k = 0; k < quads; ++k) {
+      uint32_t word = 0;
+      for (int64_t j = 0; j < 4 && 4 * k + j < in_channels; ++j) {
+        const int8_t v = w[row * in_channels + 4 * k + j];
+        sum += v;
+        word |= static_cast<uint32_t>(static_cast<uint8_t>(v)) << (8 * j);
+      }
+      packed.words[((row / kTileRows) * quads + k) * kTileRows + row % kTileRows] = static_cast<int32_t>(word);
+    }
+    packed.start[row] = offset ? static_cast<int32_t>(-128 * sum) : 0;
+  }
+  return packed;
+}
+
+namespace {
+
 void tile_portable(const int16_t* xp, int64_t padded, int64_t pairs, const int32_t* weights, int64_t p0, int vectors,
                    int32_t* acc) {
   const int64_t n = 16 * vectors;
@@ -57,6 +127,22 @@ void tile_portable(const int16_t* xp, int64_t padded, int64_t pairs, const int32
       const int32_t w0 = static_cast<int16_t>(word & 0xFFFF), w1 = static_cast<int16_t>(word >> 16);
       int32_t* a = acc + r * kTilePixels;
       for (int64_t j = 0; j < n; ++j) a[j] += w0 * row[2 * j] + w1 * row[2 * j + 1];
+    }
+  }
+}
+
+void quad_tile_portable(const uint8_t* xq, int64_t padded, int64_t quads, const int32_t* weights, const int32_t* start,
+                        int64_t p0, int vectors, int32_t* acc) {
+  const int64_t n = 16 * vectors;
+  for (int64_t r = 0; r < kTileRows; ++r) std::fill(acc + r * kTilePixels, acc + r * kTilePixels + n, start[r]);
+  for (int64_t k = 0; k < quads; ++k) {
+    const uint8_t* row = xq + (k * padded + p0) * 4;
+    for (int64_t r = 0; r < kTileRows; ++r) {
+      const uint32_t word = static_cast<uint32_t>(weights[k * kTileRows + r]);
+      int32_t* a = acc + r * kTilePixels;
+      for (int64_t j = 0; j < n; ++j)
+        for (int64_t b = 0; b < 4; ++b)
+          a[j] += static_cast<int8_t>(static_cast<uint8_t>(word >> (8 * b))) * static_cast<int32_t>(row[4 * j + b]);
     }
   }
 }
@@ -86,45 +172,55 @@ __attribute__((target("avx2"))) void tile_avx2(const int16_t* xp, int64_t padded
   }
 }
 
-// 4 rows x V vectors of 16 pixels: up to 16 zmm accumulators; vpdpwssd adds both products of a
-// pair to each int32 lane without saturation.
-template <int V>
-__attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni"), always_inline)) inline void accumulate_tile_avx512(
-    const int16_t* xp, int64_t padded, int64_t pairs, const int32_t* weights, int64_t p0, __m512i (&a)[kTileRows][V]) {
-  for (auto& row : a)
-    for (auto& v : row) v = _mm512_setzero_si512();
-  const int16_t* x = xp + p0 * 2;
-  for (int64_t k = 0; k < pairs; ++k) {
-    const int16_t* row = x + k * padded * 2;
+// The two AVX-512 VNNI dot products: vpdpwssd adds the 2 products of int16 pairs to each int32 lane,
+// vpdpbusd the 4 products of unsigned by signed bytes; neither saturates.
+#define PROM_VNNI __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni")))
+struct PairDot {
+  using Code = int16_t;
+  static constexpr int kPerLane = 2;  // channels per int32 lane
+  PROM_VNNI static __m512i dot(__m512i acc, __m512i x, __m512i w) { return _mm512_dpwssd_epi32(acc, x, w); }
+};
+struct QuadDot {
+  using Code = uint8_t;
+  static constexpr int kPerLane = 4;
+  PROM_VNNI static __m512i dot(__m512i acc, __m512i x, __m512i w) { return _mm512_dpbusd_epi32(acc, x, w); }
+};
+
+// 4 rows x V vectors of 16 pixels: up to 16 zmm accumulators, each row's starting at start[r] (0
+// without `start`), over `groups` packed channel groups (pairs or quads).
+template <typename Dot, int V>
+PROM_VNNI __attribute__((always_inline)) inline void accumulate_tile_avx512(const typename Dot::Code* packed, int64_t padded,
+                                                                            int64_t groups, const int32_t* weights,
+                                                                            const int32_t* start, int64_t p0,
+                                                                            __m512i (&a)[kTileRows][V]) {
+  for (int r = 0; r < kTileRows; ++r)
+    for (auto& v : a[r]) v = _mm512_set1_epi32(start != nullptr ? start[r] : 0);
+  const typename Dot::Code* x = packed + p0 * Dot::kPerLane;
+  for (int64_t k = 0; k < groups; ++k) {
+    const typename Dot::Code* row = x + k * padded * Dot::kPerLane;
     __m512i xv[V];
-    for (int v = 0; v < V; ++v) xv[v] = _mm512_loadu_si512(row + 32 * v);
+    for (int v = 0; v < V; ++v) xv[v] = _mm512_loadu_si512(row + 16 * Dot::kPerLane * v);
     const int32_t* w = weights + k * kTileRows;
     for (int r = 0; r < kTileRows; ++r) {
       const __m512i b = _mm512_set1_epi32(w[r]);
-      for (int v = 0; v < V; ++v) a[r][v] = _mm512_dpwssd_epi32(a[r][v], xv[v], b);
+      for (int v = 0; v < V; ++v) a[r][v] = Dot::dot(a[r][v], xv[v], b);
     }
   }
 }
 
-template <int V>
-__attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni"))) void tile_avx512(const int16_t* xp, int64_t padded,
-                                                                                 int64_t pairs, const int32_t* weights,
-                                                                                 int64_t p0, int32_t* acc) {
+template <typename Dot, int V>
+PROM_VNNI void tile_avx512(const typename Dot::Code* packed, int64_t padded, int64_t groups, const int32_t* weights,
+                           const int32_t* start, int64_t p0, int32_t* acc) {
   __m512i a[kTileRows][V];
-  accumulate_tile_avx512<V>(xp, padded, pairs, weights, p0, a);
+  accumulate_tile_avx512<Dot, V>(packed, padded, groups, weights, start, p0, a);
   for (int r = 0; r < kTileRows; ++r)
     for (int v = 0; v < V; ++v) _mm512_storeu_si512(acc + r * kTilePixels + 16 * v, a[r][v]);
 }
 
-// tile_avx512, then quant::arith::requantize in registers (quant/requantize_avx512.h), narrowed to int16
-// and stored with the tail of valid pixels masked.
+// A tile's accumulators requantized in registers (quant::arith::requantize, quant/requantize_avx512.h),
+// narrowed to int16 and stored with the tail of valid pixels masked.
 template <int V>
-__attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni"))) void tile_requantized_avx512(const int16_t* xp, int64_t padded,
-                                                                                            int64_t pairs,
-                                                                                            const int32_t* weights, int64_t p0,
-                                                                                            const TileOutput& o) {
-  __m512i a[kTileRows][V];
-  accumulate_tile_avx512<V>(xp, padded, pairs, weights, p0, a);
+PROM_VNNI __attribute__((always_inline)) inline void store_requantized_avx512(__m512i (&a)[kTileRows][V], const TileOutput& o) {
   const __m128i acc_shift = _mm_cvtsi32_si128(o.acc_shift);
   for (int r = 0; r < kTileRows && r < o.rows; ++r) {
     const RequantLanes512 k = requant_lanes512(o.multiplier[r], o.right_shift[r], o.lo, o.hi);
@@ -137,44 +233,90 @@ __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni"))) void tile_requan
     }
   }
 }
+
+template <typename Dot, int V>
+PROM_VNNI void tile_requantized_avx512(const typename Dot::Code* packed, int64_t padded, int64_t groups,
+                                       const int32_t* weights, const int32_t* start, int64_t p0, const TileOutput& o) {
+  __m512i a[kTileRows][V];
+  accumulate_tile_avx512<Dot, V>(packed, padded, groups, weights, start, p0, a);
+  store_requantized_avx512<V>(a, o);
+}
+#undef PROM_VNNI
+
+// The tile functions above for 1 to 4 vectors of pixels.
+template <typename Dot>
+void tile_avx512(const typename Dot::Code* packed, int64_t padded, int64_t groups, const int32_t* weights,
+                 const int32_t* start, int64_t p0, int vectors, int32_t* acc) {
+  switch (vectors) {
+    case 1: return tile_avx512<Dot, 1>(packed, padded, groups, weights, start, p0, acc);
+    case 2: return tile_avx512<Dot, 2>(packed, padded, groups, weights, start, p0, acc);
+    case 3: return tile_avx512<Dot, 3>(packed, padded, groups, weights, start, p0, acc);
+    default: return tile_avx512<Dot, 4>(packed, padded, groups, weights, start, p0, acc);
+  }
+}
+template <typename Dot>
+void tile_requantized_avx512(const typename Dot::Code* packed, int64_t padded, int64_t groups, const int32_t* weights,
+                             const int32_t* start, int64_t p0, int vectors, const TileOutput& o) {
+  switch (vectors) {
+    case 1: return tile_requantized_avx512<Dot, 1>(packed, padded, groups, weights, start, p0, o);
+    case 2: return tile_requantized_avx512<Dot, 2>(packed, padded, groups, weights, start, p0, o);
+    case 3: return tile_requantized_avx512<Dot, 3>(packed, padded, groups, weights, start, p0, o);
+    default: return tile_requantized_avx512<Dot, 4>(packed, padded, groups, weights, start, p0, o);
+  }
+}
 #endif
+
+// Requantization runs in registers when the path is AVX-512 VNNI and every row's multiplier takes
+// the vector rounding (as requantize's own rule).
+bool requantize_in_registers(const TileOutput& o, Isa isa) {
+  bool fused = isa == Isa::kAvx512Vnni && o.lo >= INT16_MIN && o.hi <= INT16_MAX;
+  for (int64_t r = 0; r < o.rows && fused; ++r)
+    fused = o.multiplier[r] != 0 && o.right_shift[r] >= 1 && o.right_shift[r] <= 62;
+  return fused;
+}
+
+void requantize_tile(const int32_t* acc, const TileOutput& o, Isa isa) {
+  for (int64_t r = 0; r < o.rows; ++r)
+    requantize(acc + r * kTilePixels, o.pixels, o.acc_shift, o.bias[r], o.multiplier[r], o.right_shift[r], o.lo, o.hi,
+               o.out + r * o.plane, isa);
+}
 
 }  // namespace
 
 void pointwise_tile_requantized(const int16_t* xp, int64_t padded, int64_t pairs, const int32_t* weights, int64_t p0,
                                 int vectors, const TileOutput& o, Isa isa) {
 #ifdef PROM_X86
-  // In registers when every row's multiplier takes the vector rounding (as requantize's own rule).
-  bool fused = isa == Isa::kAvx512Vnni && o.lo >= INT16_MIN && o.hi <= INT16_MAX;
-  for (int64_t r = 0; r < o.rows && fused; ++r)
-    fused = o.multiplier[r] != 0 && o.right_shift[r] >= 1 && o.right_shift[r] <= 62;
-  if (fused) {
-    switch (vectors) {
-      case 1: return tile_requantized_avx512<1>(xp, padded, pairs, weights, p0, o);
-      case 2: return tile_requantized_avx512<2>(xp, padded, pairs, weights, p0, o);
-      case 3: return tile_requantized_avx512<3>(xp, padded, pairs, weights, p0, o);
-      default: return tile_requantized_avx512<4>(xp, padded, pairs, weights, p0, o);
-    }
-  }
+  if (requantize_in_registers(o, isa))
+    return tile_requantized_avx512<PairDot>(xp, padded, pairs, weights, nullptr, p0, vectors, o);
 #endif
   alignas(64) int32_t acc[kTileRows * kTilePixels];
   pointwise_tile(xp, padded, pairs, weights, p0, vectors, acc, isa);
-  for (int64_t r = 0; r < o.rows; ++r)
-    requantize(acc + r * kTilePixels, o.pixels, o.acc_shift, o.bias[r], o.multiplier[r], o.right_shift[r], o.lo, o.hi,
-               o.out + r * o.plane, isa);
+  requantize_tile(acc, o, isa);
+}
+
+void pointwise_quad_tile(const uint8_t* xq, int64_t padded, int64_t quads, const int32_t* weights, const int32_t* start,
+                         int64_t p0, int vectors, int32_t* acc, Isa isa) {
+#ifdef PROM_X86
+  if (isa == Isa::kAvx512Vnni) return tile_avx512<QuadDot>(xq, padded, quads, weights, start, p0, vectors, acc);
+#endif
+  quad_tile_portable(xq, padded, quads, weights, start, p0, vectors, acc);
+}
+
+void pointwise_quad_tile_requantized(const uint8_t* xq, int64_t padded, int64_t quads, const int32_t* weights,
+                                     const int32_t* start, int64_t p0, int vectors, const TileOutput& o, Isa isa) {
+#ifdef PROM_X86
+  if (requantize_in_registers(o, isa))
+    return tile_requantized_avx512<QuadDot>(xq, padded, quads, weights, start, p0, vectors, o);
+#endif
+  alignas(64) int32_t acc[kTileRows * kTilePixels];
+  pointwise_quad_tile(xq, padded, quads, weights, start, p0, vectors, acc, isa);
+  requantize_tile(acc, o, isa);
 }
 
 void pointwise_tile(const int16_t* xp, int64_t padded, int64_t pairs, const int32_t* weights, int64_t p0, int vectors,
                     int32_t* acc, Isa isa) {
 #ifdef PROM_X86
-  if (isa == Isa::kAvx512Vnni) {
-    switch (vectors) {
-      case 1: return tile_avx512<1>(xp, padded, pairs, weights, p0, acc);
-      case 2: return tile_avx512<2>(xp, padded, pairs, weights, p0, acc);
-      case 3: return tile_avx512<3>(xp, padded, pairs, weights, p0, acc);
-      default: return tile_avx512<4>(xp, padded, pairs, weights, p0, acc);
-    }
-  }
+  if (isa == Isa::kAvx512Vnni) return tile_avx512<PairDot>(xp, padded, pairs, weights, nullptr, p0, vectors, acc);
   if (isa == Isa::kAvx2) return tile_avx2(xp, padded, pairs, weights, p0, vectors, acc);
 #endif
   tile_portable(xp, padded, pairs, weights, p0, vectors, acc);

@@ -46,4 +46,33 @@ struct TileOutput {
 void pointwise_tile_requantized(const int16_t* xp, int64_t padded, int64_t pairs, const int32_t* weights, int64_t p0,
                                 int vectors, const TileOutput& out, Isa isa);
 
+// The 8-bit path (AVX-512 VNNI): vpdpbusd multiplies 4 unsigned bytes by 4 signed bytes in every
+// int32 lane, twice vpdpwssd's products per instruction from half its input bytes. Inputs are packed
+// as unsigned bytes, four channels per pixel: uint8 codes as they are, int8 codes offset by +128;
+// each output channel's accumulators then start at -128 * sum(w) instead of 0, so the int32 sums
+// (modular on the way, exact at the end as the engine's range check proves) are the integers the
+// int16 path and the reference kernels compute.
+inline int64_t channel_quads(int64_t channels) { return (channels + 3) / 4; }
+
+// Planes x [in_channels][pixels] -> xq [quad][padded_pixels(pixels)][4] bytes: xq[k][p][j] =
+// x[4k + j][p] + (offset ? 128 : 0), zero beyond in_channels and pixels. Writes quads [k0, k1) only;
+// the same bytes on every path.
+void pack_input_quads(const int16_t* x, int64_t pixels, int64_t in_channels, bool offset, int64_t k0, int64_t k1,
+                      uint8_t* xq, Isa isa);
+
+// Weights w [out_channels][in_channels] -> words [row block][quad][kTileRows], each holding
+// (w[4k], ..., w[4k+3]) as bytes (lowest first), and `start` [row blocks * kTileRows]: the
+// accumulators' first value per output channel, -128 * sum(w) when the input is offset, else 0.
+struct QuadWeights {
+  std::vector<int32_t> words, start;
+};
+QuadWeights pack_weight_quads(const int8_t* w, int64_t out_channels, int64_t in_channels, bool offset);
+
+// pointwise_tile and pointwise_tile_requantized on the 8-bit layout: `weights` and `start` point at
+// the row block of the tile's first output channel. AVX-512 VNNI, or a portable loop on other paths.
+void pointwise_quad_tile(const uint8_t* xq, int64_t padded, int64_t quads, const int32_t* weights, const int32_t* start,
+                         int64_t p0, int vectors, int32_t* acc, Isa isa);
+void pointwise_quad_tile_requantized(const uint8_t* xq, int64_t padded, int64_t quads, const int32_t* weights,
+                                     const int32_t* start, int64_t p0, int vectors, const TileOutput& out, Isa isa);
+
 }  // namespace prom::infer::kernels

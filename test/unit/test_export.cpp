@@ -243,7 +243,8 @@ void warn_missing_isas() {
          << infer::kernels::isa_name(infer::kernels::best_isa()) << ")");
 }
 
-TEST_CASE("every dispatch path (portable, AVX2, AVX-512 VNNI; ternary dot or add/sub) gives identical integers, batch 1 and 6",
+TEST_CASE("every dispatch path (portable, AVX2, AVX-512 VNNI on 8-bit or int16 codes; ternary dot or add/sub) gives "
+          "identical integers, batch 1 and 6",
           "[export]") {
   QatFixture f;
   auto m = f.exported();
@@ -262,6 +263,10 @@ TEST_CASE("every dispatch path (portable, AVX2, AVX-512 VNNI; ternary dot or add
       addsub_options.ternary_dot = false;  // ternary 1x1 layers on the add/sub kernel of this path
       infer::IntegerEngine addsub(m, addsub_options);
       CHECK(torch::equal(addsub.run(codes), expected));
+      auto pairs_options = engine_options(isa);
+      pairs_options.byte_dot = false;  // AVX-512 VNNI: 1x1 layers on int16 pairs (vpdpwssd), not bytes
+      infer::IntegerEngine pairs(m, pairs_options);
+      CHECK(torch::equal(pairs.run(codes), expected));
       for (size_t i = 0; i < m.activations.size(); ++i) CHECK(engine.activation(i) == portable.activation(i));
       for (size_t i = 0; i < engine.counts().size(); ++i) CHECK(engine.counts()[i].counts == portable.counts()[i].counts);
     }
@@ -286,6 +291,89 @@ TEST_CASE("ternary 1x1 kernels on every path and the int8 reference kernel equal
     infer::kernels::ternary_pointwise(x.data(), 37, plus.data(), 3, minus.data(), 2, a.data(), isa);
     for (int64_t p = 0; p < 37; ++p) CHECK(a[p] == x[p] + x[111 + p] + x[222 + p] - x[74 + p] - x[185 + p]);
   }
+}
+
+// Requantizes one tile through `requantized` (the kernel under test, given where its codes go) and
+// checks every code against quant::arith::requantize of the tile's sums `acc`, with random biases,
+// multipliers and shifts (row `zero_row`, if any, gets multiplier 0 and so the unfused path);
+// nothing may be written outside the tile's pixels [p0, p0 + n).
+template <typename F>
+void check_tile_requantized(std::mt19937_64& rng, const std::vector<int32_t>& acc, int64_t rows, int64_t pixels,
+                            int64_t p0, int64_t n, int64_t zero_row, const F& requantized) {
+  using namespace infer::kernels;
+  std::vector<int32_t> bias(kTileRows), mult(kTileRows), shift(kTileRows);
+  for (int64_t r = 0; r < kTileRows; ++r) {
+    bias[r] = static_cast<int32_t>(rng() % 2001) - 1000;
+    mult[r] = r == zero_row ? 0 : static_cast<int32_t>((int64_t{1} << 30) + rng() % (1u << 30));
+    shift[r] = mult[r] == 0 ? 0 : 31 + static_cast<int32_t>(rng() % 14);
+  }
+  const int32_t acc_shift = static_cast<int32_t>(rng() % 3), lo = pixels % 2 ? 0 : -128, hi = lo + 255;
+  if (n <= 0) return;
+  std::vector<int16_t> codes(rows * pixels, 555);
+  requantized(TileOutput{bias.data(), mult.data(), shift.data(), acc_shift, lo, hi, codes.data() + p0, pixels, rows, n});
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t j = 0; j < pixels; ++j) {
+      if (j < p0 || j >= p0 + n) {
+        REQUIRE(codes[r * pixels + j] == 555);  // nothing written outside the tile
+        continue;
+      }
+      const quant::arith::FixedPointMultiplier m{mult[r], shift[r]};
+      REQUIRE(codes[r * pixels + j] ==
+              quant::arith::requantize(acc[r * kTilePixels + j - p0], acc_shift, bias[r], m, lo, hi));
+    }
+}
+
+TEST_CASE("the 8-bit dot-product tile on every path equals the direct sum and requantizes as arith does: int8 "
+          "inputs offset, uint8 inputs as they are, extreme codes, odd channels, partial tiles",
+          "[export]") {
+  using namespace infer::kernels;
+  std::mt19937_64 rng(11);
+  for (bool is_signed : {true, false})
+    for (int64_t in_channels : {1, 3, 6, 64, 161, 577})
+      for (int64_t out_channels : {3, 8})
+        for (int64_t pixels : {1, 37, 130}) {
+          const int lo_code = is_signed ? -128 : 0, hi_code = is_signed ? 127 : 255;
+          std::vector<int16_t> x(in_channels * pixels);
+          for (auto& v : x) {  // a third at the range's ends, where an offset or a sign would show
+            const uint64_t r = rng();
+            v = static_cast<int16_t>(r % 3 == 0 ? (r % 2 ? lo_code : hi_code) : lo_code + static_cast<int>(r % 256));
+          }
+          std::vector<int8_t> w(out_channels * in_channels);
+          for (auto& v : w) v = static_cast<int8_t>(static_cast<int>(rng() % 255) - 127);
+          if (in_channels == 577) std::fill(w.begin(), w.end(), int8_t{-127});  // the largest sums of one sign
+          const int64_t padded = padded_pixels(pixels), quads = channel_quads(in_channels);
+          std::vector<uint8_t> xq(quads * padded * 4, 99);
+          pack_input_quads(x.data(), pixels, in_channels, is_signed, 0, quads, xq.data(), Isa::kPortable);
+          for (auto isa : available_isas()) {  // every path packs the same bytes
+            std::vector<uint8_t> again(xq.size(), 77);
+            pack_input_quads(x.data(), pixels, in_channels, is_signed, 0, quads, again.data(), isa);
+            REQUIRE(again == xq);
+          }
+          const QuadWeights wq = pack_weight_quads(w.data(), out_channels, in_channels, is_signed);
+          for (auto isa : available_isas()) {
+            INFO(isa_name(isa) << (is_signed ? ", int8 " : ", uint8 ") << in_channels << " -> " << out_channels << ", "
+                               << pixels << " pixels");
+            for (int64_t p0 = 0; p0 < padded; p0 += kTilePixels)
+              for (int64_t rb = 0; rb * kTileRows < out_channels; ++rb) {
+                const int vectors = static_cast<int>((std::min(kTilePixels, padded - p0) + 15) / 16);
+                const int32_t* words = wq.words.data() + rb * quads * kTileRows;
+                const int32_t* start = wq.start.data() + rb * kTileRows;
+                std::vector<int32_t> acc(kTileRows * kTilePixels, -7);
+                pointwise_quad_tile(xq.data(), padded, quads, words, start, p0, vectors, acc.data(), isa);
+                const int64_t rows = std::min(kTileRows, out_channels - rb * kTileRows), n = std::min(kTilePixels, pixels - p0);
+                for (int64_t r = 0; r < rows; ++r)
+                  for (int64_t j = 0; j < n; ++j) {
+                    const int64_t c = rb * kTileRows + r, p = p0 + j;
+                    int32_t want = 0;
+                    for (int64_t i = 0; i < in_channels; ++i) want += w[c * in_channels + i] * x[i * pixels + p];
+                    REQUIRE(acc[r * kTilePixels + j] == want);
+                  }
+                check_tile_requantized(rng, acc, rows, pixels, p0, n, in_channels == 6 ? 1 : -1, [&](const TileOutput& out) {
+                  pointwise_quad_tile_requantized(xq.data(), padded, quads, words, start, p0, vectors, out, isa);
+                });
+              }
+          }
+        }
 }
 
 TEST_CASE("the dot-product tile on every path equals the direct sum and requantizes as arith does: odd channels, "
@@ -319,30 +407,11 @@ TEST_CASE("the dot-product tile on every path equals the direct sum and requanti
                     want += w[c * in_channels + i] * x[i * pixels + p];
                   REQUIRE(acc[r * kTilePixels + j] == want);  // rows and pixels beyond the tensors sum zeros
                 }
-              // Requantized from the tile: every code equals quant::arith::requantize of the sum (one
-              // row with multiplier 0 takes the unfused path).
-              std::vector<int32_t> bias(kTileRows), mult(kTileRows), shift(kTileRows);
-              for (int64_t r = 0; r < kTileRows; ++r) {
-                bias[r] = static_cast<int32_t>(rng() % 2001) - 1000;
-                mult[r] = (in_channels == 7 && r == 2) ? 0 : static_cast<int32_t>((int64_t{1} << 30) + rng() % (1u << 30));
-                shift[r] = mult[r] == 0 ? 0 : 31 + static_cast<int32_t>(rng() % 14);
-              }
-              const int32_t acc_shift = static_cast<int32_t>(rng() % 3), lo = pixels % 2 ? 0 : -128, hi = lo + 255;
+              // Requantized from the tile: every code equals quant::arith::requantize of the sum.
               const int64_t rows = std::min(kTileRows, out_channels - rb * kTileRows), n = std::min(kTilePixels, pixels - p0);
-              if (n <= 0) continue;
-              std::vector<int16_t> codes(rows * pixels, 555);
-              const TileOutput out{bias.data(), mult.data(), shift.data(), acc_shift, lo, hi, codes.data() + p0, pixels, rows, n};
-              pointwise_tile_requantized(xp.data(), padded, pairs, wp.data() + rb * pairs * kTileRows, p0, vectors, out, isa);
-              for (int64_t r = 0; r < rows; ++r)
-                for (int64_t j = 0; j < pixels; ++j) {
-                  if (j < p0 || j >= p0 + n) {
-                    REQUIRE(codes[r * pixels + j] == 555);  // nothing written outside the tile
-                    continue;
-                  }
-                  const quant::arith::FixedPointMultiplier m{mult[r], shift[r]};
-                  REQUIRE(codes[r * pixels + j] == quant::arith::requantize(acc[r * kTilePixels + j - p0], acc_shift,
-                                                                            bias[r], m, lo, hi));
-                }
+              check_tile_requantized(rng, acc, rows, pixels, p0, n, in_channels == 7 ? 2 : -1, [&](const TileOutput& out) {
+                pointwise_tile_requantized(xp.data(), padded, pairs, wp.data() + rb * pairs * kTileRows, p0, vectors, out, isa);
+              });
             }
         }
       }
