@@ -140,10 +140,15 @@ struct EmaConfig {
   bool enabled = false;
   double decay = 0.9999;
   int every = 1;  // iterations between EMA updates
+  // Epochs during which the shadow copies the model instead of averaging it (torchvision's reference
+  // resets its EMA during lr warm-up). QAT from float: set it to quant.freeze_bn_after, or the
+  // average mixes float weights and moving BatchNorm into the exported model's weights.
+  int start_epoch = 0;
   template <class V> void visit(V& v) {
     v.field("enabled", enabled);
     v.field("decay", decay, between(0, 1));
     v.field("every", every, at_least(1));
+    v.field("start_epoch", start_epoch, at_least(0));
   }
 };
 

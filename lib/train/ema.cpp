@@ -51,10 +51,14 @@ bool is_quantizer_state(const torch::nn::Module& model, const std::string& name)
 
 ModelEma::ModelEma(std::shared_ptr<model::ClassifierModel> shadow, const torch::nn::Module& model, double decay)
     : shadow_(std::move(shadow)), decay_(decay) {
-  torch::NoGradGuard no_grad;
-  for (auto& p : pairs(*shadow_, model)) p.shadow.copy_(p.model);
+  reset(model);
   for (auto& p : shadow_->parameters()) p.set_requires_grad(false);
   shadow_->eval();
+}
+
+void ModelEma::reset(const torch::nn::Module& model) {
+  torch::NoGradGuard no_grad;
+  for (auto& p : pairs(*shadow_, model)) p.shadow.copy_(p.model);
 }
 
 // One multi-tensor op per kind (torch's _foreach_*): on CPU it runs the same per-tensor kernels as

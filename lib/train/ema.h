@@ -24,6 +24,8 @@ class ModelEma {
   ModelEma(std::shared_ptr<model::ClassifierModel> shadow, const torch::nn::Module& model, double decay);
 
   void update(const torch::nn::Module& model);
+  // Makes the shadow a copy of `model` (parameters and buffers), as at construction.
+  void reset(const torch::nn::Module& model);
   // Copies the parameters and buffers of every fake quantizer of `model` into the shadow.
   void sync_quantizers(const torch::nn::Module& model);
   model::ClassifierModel& shadow() { return *shadow_; }

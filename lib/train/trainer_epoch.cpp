@@ -72,13 +72,15 @@ bool Trainer::after_step(double lr) {
 }
 
 // The EMA shadow copies the fake quantizers' state once the first step has initialised it (see
-// ema.h), then follows the model every train.ema.every iterations.
+// ema.h), copies the whole model before train.ema.start_epoch, then follows it every
+// train.ema.every iterations.
 void Trainer::update_ema() {
   if (!ema_quantizers_synced_) {
     models_.ema->sync_quantizers(*models_.net);
     ema_quantizers_synced_ = true;
   }
-  if (progress_.iteration % config_.train.ema.every == 0) models_.ema->update(*models_.net);
+  if (progress_.epoch < config_.train.ema.start_epoch) models_.ema->reset(*models_.net);
+  else if (progress_.iteration % config_.train.ema.every == 0) models_.ema->update(*models_.net);
 }
 
 // Reads the queued step numbers into the progress and the report; a non-finite loss ends the run.

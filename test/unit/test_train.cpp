@@ -216,7 +216,7 @@ TEST_CASE("top-1 and top-5 counts", "[train]") {
   CHECK(c.top5 == 2);
 }
 
-TEST_CASE("EMA: shadow = decay * shadow + (1 - decay) * model, buffers included", "[train]") {
+TEST_CASE("EMA: shadow = decay * shadow + (1 - decay) * model, buffers included; reset copies the model", "[train]") {
   auto m = model::create_model(tiny_model());
   train::ModelEma ema(model::create_model(tiny_model()), *m, 0.9);
   auto w0 = m->named_parameters()["classifier.1.weight"].detach().clone();
@@ -234,6 +234,9 @@ TEST_CASE("EMA: shadow = decay * shadow + (1 - decay) * model, buffers included"
   CHECK(ema.shadow().named_buffers()["features.0.1.num_batches_tracked"].item<int64_t>() == 7);
   ema.update(*m);
   CHECK(torch::allclose(ema.shadow().named_parameters()["classifier.1.weight"], w0 + 0.19));
+  ema.reset(*m);  // train.ema.start_epoch: the shadow becomes the model, every parameter and buffer
+  for (const auto& p : m->named_parameters()) CHECK(torch::equal(ema.shadow().named_parameters()[p.key()], p.value()));
+  for (const auto& b : m->named_buffers()) CHECK(torch::equal(ema.shadow().named_buffers()[b.key()], b.value()));
 }
 
 TEST_CASE("checkpoint round trip: model, optimizer, EMA, RNG, progress, config, classes", "[train]") {

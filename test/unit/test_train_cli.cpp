@@ -276,7 +276,8 @@ TEST_CASE("bf16 autocast on a CPU trains: its loss falls like fp32's", "[train_c
 // ranges would be 1 - 0.995^96 = 38% of the live ones: the live model of this fixture with its
 // ranges scaled by 0.38 scores 55% instead of 97%. 4096 evaluation images: 0.5 points are 20 images
 // (with 1024, a few borderline images moved by float rounding order decided the check).
-TEST_CASE("EMA of a QAT run evaluates within 0.5 points of the live model; prom-export --ema exports it",
+TEST_CASE("EMA of a QAT run: a copy of the model before train.ema.start_epoch, within 0.5 points of it after; "
+          "prom-export --ema exports it",
           "[train_cli]") {
   TempDir dir("ema-qat");
   auto cfg = tiny_config(dir, "");
@@ -288,11 +289,14 @@ TEST_CASE("EMA of a QAT run evaluates within 0.5 points of the live model; prom-
   auto qat = run_command(train_cmd("--config " + qat_cfg + eval + " --set run.name=qat --set train.epochs=3" +
                                    " --set model.init=" + float_ckpt + " --set optim.lr=0.00001" +
                                    " --set schedule.name=constant --set schedule.warmup_epochs=0" +
-                                   " --set train.ema.enabled=true --set train.ema.decay=0.995"));
+                                   " --set train.ema.enabled=true --set train.ema.decay=0.995" +
+                                   " --set train.ema.start_epoch=1"));
   INFO(qat.output);
   REQUIRE(qat.exit_code == 0);
   auto epochs = records(dir.path() + "/runs/qat", "epoch");
   REQUIRE(epochs.size() == 3);
+  // Epoch 1 ends with the shadow a copy of the model: the same logits, the same accuracy.
+  CHECK(epochs.front()["ema_eval_top1"].get<double>() == epochs.front()["eval_top1"].get<double>());
   const double live = epochs.back()["eval_top1"].get<double>(), ema = epochs.back()["ema_eval_top1"].get<double>();
   WARN("QAT eval top-1: live " << live << "%, EMA " << ema << "%");
   // A trained model (4 classes, a guess is 25%): the comparison is not between two random guesses.
