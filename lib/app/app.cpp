@@ -116,7 +116,11 @@ int run(CLI::App& app, int argc, char** argv, const std::function<int()>& body) 
   bool show_version = false;
   app.add_flag("--version", show_version, "print versions, threads and BLAS, then exit");
   try {
-    app.parse(argc, argv);
+    // --version wins over the other flags, as --help does: a binary with a required option
+    // (prom-export --out) prints its version without it.
+    for (int i = 1; i < argc; ++i)
+      if (std::string(argv[i]) == "--version") show_version = true;
+    if (!show_version) app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {
     return app.exit(e);
   } catch (const CLI::CallForAllHelp& e) {

@@ -14,8 +14,9 @@ int lines(const std::string& s) {
 }
 }  // namespace
 
-TEST_CASE("--version on every binary names versions, threads and BLAS", "[cli]") {
-  for (const char* b : {"prom-train", "prom-eval", "prom-bench", "prom-data"}) {
+TEST_CASE("--version on every binary names versions, threads, BLAS and the allocator: tcmalloc where the build links it",
+          "[cli]") {
+  for (const char* b : {"prom-train", "prom-eval", "prom-export", "prom-bench", "prom-data"}) {
     INFO(b);
     auto r = run_command(bin(b) + " --version");
     CHECK(r.exit_code == 0);
@@ -24,6 +25,11 @@ TEST_CASE("--version on every binary names versions, threads and BLAS", "[cli]")
     CHECK_THAT(r.output, Contains("OpenCV:"));
     CHECK_THAT(r.output, Contains("threads:"));
     CHECK_THAT(r.output, Contains("BLAS:"));
+#ifdef PROM_TEST_TCMALLOC
+    CHECK_THAT(r.output, Contains("allocator: tcmalloc"));  // loaded, not dropped by the linker's --as-needed
+#else
+    CHECK_THAT(r.output, Contains("allocator:"));
+#endif
   }
 }
 
