@@ -49,8 +49,12 @@ namespace {
 void pack_quads_portable(const int16_t* x, int64_t pixels, int64_t in_channels, bool offset, int64_t k, uint8_t* out) {
   const int32_t add = offset ? 128 : 0;
   for (int64_t j = 0; j < 4; ++j) {
+    if (4 * k + j >= in_channels) {  // the channels past the last: zeros (their weights are zero too)
+      for (int64_t p = 0; p < pixels; ++p) out[4 * p + j] = 0;
+      continue;
+    }
     const int16_t* a = x + (4 * k + j) * pixels;
-    for (int64_t p = 0; p < pixels; ++p) out[4 * p + j] = 4 * k + j < in_channels ? static_cast<uint8_t>(a[p] + add) : 0;
+    for (int64_t p = 0; p < pixels; ++p) out[4 * p + j] = static_cast<uint8_t>(a[p] + add);
   }
 }
 
