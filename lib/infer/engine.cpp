@@ -52,7 +52,7 @@ IntegerEngine::IntegerEngine(graph::IntModel model, EngineOptions options)
   weight_pairs_.resize(model_.ops.size());
   weight_quads_.resize(model_.ops.size());
   tables_.resize(model_.ops.size());
-  size_t max_pixels = 0, max_padded = 0, max_pairs = 0, max_quads = 0;
+  size_t max_pixels = 0, max_padded = 0;
   for (size_t i = 0; i < model_.ops.size(); ++i) {
     const IntOp& op = model_.ops[i];
     counts_.push_back({op.name.empty() ? graph::op_kind_name(op.kind) : op.name, op.kind, op.role, {},
@@ -70,19 +70,16 @@ IntegerEngine::IntegerEngine(graph::IntModel model, EngineOptions options)
       const int64_t pairs = kernels::channel_pairs(op.in_channels);
       classifier_pairs_.resize(model_.ops.size());
       classifier_pairs_[i].resize(pairs * kernels::padded_pixels(op.out_channels) * 2);
-      kernels::pack_input_pairs(wt.data_ptr<int16_t>(), op.out_channels, op.in_channels, 0, pairs, classifier_pairs_[i].data());
+      kernels::pack_input_pairs(wt.data_ptr<int16_t>(), op.out_channels, op.in_channels, 0, op.out_channels,
+                                classifier_pairs_[i].data());
       image_words_.resize(std::max<size_t>(image_words_.size(), ((capacity_ + kernels::kTileRows - 1) / kernels::kTileRows) *
                                                                     kernels::kTileRows * pairs));
     }
     if (is_pointwise(op) && isa_ == kernels::Isa::kAvx512Vnni && byte_dot_) {  // 8-bit codes, vpdpbusd
       weight_quads_[i] = kernels::pack_weight_quads(op.weight.contiguous().data_ptr<int8_t>(), op.out_channels,
                                                     op.in_channels, !in.is_unsigned);
-      max_quads = std::max<size_t>(max_quads, kernels::channel_quads(op.in_channels) *
-                                                  kernels::padded_pixels(capacity_ * in.height * in.width) * 4);
     } else if (is_pointwise(op) && isa_ != kernels::Isa::kPortable) {  // int16 pairs, madd
       weight_pairs_[i] = kernels::pack_weight_pairs(op.weight.contiguous().data_ptr<int8_t>(), op.out_channels, op.in_channels);
-      max_pairs = std::max<size_t>(max_pairs, kernels::channel_pairs(op.in_channels) *
-                                                  kernels::padded_pixels(capacity_ * in.height * in.width) * 2);
     }
     if (op.table.defined()) {
       torch::Tensor t = op.table.to(torch::kInt16).contiguous();
@@ -108,8 +105,6 @@ IntegerEngine::IntegerEngine(graph::IntModel model, EngineOptions options)
   }
   max_pixels_ = static_cast<int64_t>(max_pixels);
   padded_.resize(capacity_ * max_padded);
-  input_pairs_.resize(max_pairs);
-  input_quads_.resize(max_quads);
   seconds_.assign(model_.ops.size(), 0.0);
 }
 
@@ -144,6 +139,13 @@ int32_t* thread_acc(int64_t n) {
   thread_local std::vector<int32_t> acc;
   if (static_cast<int64_t>(acc.size()) < n) acc.resize(n);
   return acc.data();
+}
+
+// Code scratch of the calling thread (a padded plane), at least `n` values.
+int16_t* thread_codes(int64_t n) {
+  thread_local std::vector<int16_t> codes;
+  if (static_cast<int64_t>(codes.size()) < n) codes.resize(n);
+  return codes.data();
 }
 
 }  // namespace
@@ -332,23 +334,30 @@ void IntegerEngine::conv_int8_pointwise(const IntOp& op, const ConvPlanes& p) {
 
 namespace {
 
-// Runs tile(c0, p0, vectors, out) over the 1x1 layer's tiles of kTileRows output channels x
-// kTilePixels pixels, pixel blocks outermost so that threads share the packed input in cache; `out`
-// is where the tile's requantized codes go.
-template <typename Planes, typename F>
-void for_pointwise_tiles(bool parallel, const IntOp& op, const Planes& p, int64_t packed_rows, const F& tile) {
+// Runs the 1x1 layer's tiles of kTileRows output channels x kTilePixels pixels, pixel blocks
+// outermost. Each thread packs the input of each pixel block it reaches, pack(p0, count, block), into
+// a buffer of its own and runs that block's tiles on it, tile(c0, block, padded, vectors, out): no
+// pass (and no barrier) for packing, and the packed block stays in cache. Threads that share a block
+// both pack it; the tiles and their integers are the same either way.
+template <typename Code, typename Planes, typename Pack, typename Tile>
+void for_pointwise_blocks(bool parallel, const IntOp& op, const Planes& p, int64_t block_codes, const Pack& pack,
+                          const Tile& tile) {
   using kernels::kTilePixels, kernels::kTileRows;
-  const int64_t pixels = p.in_pixels, padded = kernels::padded_pixels(pixels);
+  const int64_t pixels = p.in_pixels;
   const int64_t row_blocks = (op.out_channels + kTileRows - 1) / kTileRows;
-  const int64_t pixel_blocks = (padded + kTilePixels - 1) / kTilePixels;
-  for_channels(parallel, row_blocks * pixel_blocks, kTileRows * kTilePixels * packed_rows, [&](int64_t t0, int64_t t1) {
+  const int64_t pixel_blocks = (pixels + kTilePixels - 1) / kTilePixels;
+  for_channels(parallel, row_blocks * pixel_blocks, block_codes * kTileRows, [&](int64_t t0, int64_t t1) {
+    thread_local std::vector<Code> block;
+    if (static_cast<int64_t>(block.size()) < block_codes) block.resize(block_codes);
+    int64_t packed = -1;  // the pixel block in `block`
     for (int64_t t = t0; t < t1; ++t) {
-      const int64_t c0 = (t % row_blocks) * kTileRows, p0 = (t / row_blocks) * kTilePixels;
-      const int vectors = static_cast<int>((std::min(kTilePixels, padded - p0) + 15) / 16);
+      const int64_t c0 = (t % row_blocks) * kTileRows, b = t / row_blocks, p0 = b * kTilePixels;
+      const int64_t count = std::min(kTilePixels, pixels - p0), padded = kernels::padded_pixels(count);
+      if (b != packed) pack(p0, count, block.data()), packed = b;
       const kernels::TileOutput out{p.bias + c0, p.mult + c0, p.shift + c0, p.acc_shift, p.lo, p.hi,
                                     p.y + c0 * p.out_pixels + p0, p.out_pixels,
-                                    std::min(kTileRows, op.out_channels - c0), std::min(kTilePixels, pixels - p0)};
-      tile(c0, p0, vectors, out);
+                                    std::min(kTileRows, op.out_channels - c0), count};
+      tile(c0, block.data(), padded, static_cast<int>(padded / 16), out);
     }
   });
 }
@@ -359,40 +368,38 @@ void for_pointwise_tiles(bool parallel, const IntOp& op, const Planes& p, int64_
 // requantized straight from its accumulators; the 8-bit layout where the engine packed it.
 void IntegerEngine::conv_pointwise_dot(const IntOp& op, size_t index, const ConvPlanes& p) {
   if (!weight_quads_[index].words.empty()) return conv_pointwise_quads(op, index, p);
-  const int64_t pixels = p.in_pixels, padded = kernels::padded_pixels(pixels);
   const int64_t pairs = kernels::channel_pairs(op.in_channels);
-  int16_t* xp = input_pairs_.data();
-  for_channels(parallel_, pairs, 2 * padded, [&](int64_t k0, int64_t k1) {
-    kernels::pack_input_pairs(p.x, pixels, op.in_channels, k0, k1, xp);
-  });
   const int32_t* weights = weight_pairs_[index].data();
-  for_pointwise_tiles(parallel_, op, p, pairs, [&](int64_t c0, int64_t p0, int vectors, const kernels::TileOutput& out) {
-    kernels::pointwise_tile_requantized(xp, padded, pairs, weights + c0 * pairs, p0, vectors, out, isa_);
-  });
+  for_pointwise_blocks<int16_t>(
+      parallel_, op, p, pairs * kernels::kTilePixels * 2,
+      [&](int64_t p0, int64_t count, int16_t* block) { kernels::pack_input_pairs(p.x, p.in_pixels, op.in_channels, p0, count, block); },
+      [&](int64_t c0, const int16_t* block, int64_t padded, int vectors, const kernels::TileOutput& out) {
+        kernels::pointwise_tile_requantized(block, padded, pairs, weights + c0 * pairs, 0, vectors, out, isa_);
+      });
 }
 
 // The same on 8-bit codes, four channels per vpdpbusd lane (pointwise_dot.h); signed inputs offset
 // by +128 and corrected by each channel's accumulator start.
 void IntegerEngine::conv_pointwise_quads(const IntOp& op, size_t index, const ConvPlanes& p) {
-  const int64_t pixels = p.in_pixels, padded = kernels::padded_pixels(pixels);
   const int64_t quads = kernels::channel_quads(op.in_channels);
   const bool offset = !model_.activations[op.input].is_unsigned;
-  uint8_t* xq = input_quads_.data();
-  for_channels(parallel_, quads, 4 * padded, [&](int64_t k0, int64_t k1) {
-    kernels::pack_input_quads(p.x, pixels, op.in_channels, offset, k0, k1, xq, isa_);
-  });
   const kernels::QuadWeights& w = weight_quads_[index];
-  for_pointwise_tiles(parallel_, op, p, quads, [&](int64_t c0, int64_t p0, int vectors, const kernels::TileOutput& out) {
-    kernels::pointwise_quad_tile_requantized(xq, padded, quads, w.words.data() + c0 * quads, w.start.data() + c0, p0,
-                                             vectors, out, isa_);
-  });
+  for_pointwise_blocks<uint8_t>(
+      parallel_, op, p, quads * kernels::kTilePixels * 4,
+      [&](int64_t p0, int64_t count, uint8_t* block) {
+        kernels::pack_input_quads(p.x, p.in_pixels, op.in_channels, offset, p0, count, block, isa_);
+      },
+      [&](int64_t c0, const uint8_t* block, int64_t padded, int vectors, const kernels::TileOutput& out) {
+        kernels::pointwise_quad_tile_requantized(block, padded, quads, w.words.data() + c0 * quads, w.start.data() + c0, 0,
+                                                 vectors, out, isa_);
+      });
 }
 
 // General (stem) and depthwise convolution over zero-padded copies of the input planes: every
 // output takes the full k*k*(in/groups) multiply-accumulates, as the analytic count says. Narrow
 // outputs of a batch run with images innermost (vectors over images). Each padded plane is followed
-// by kPlaneSlack zeros that the kernels may read. A depthwise layer pads and convolves each channel
-// in one pass (no barrier between); other layers pad every channel first.
+// by kPlaneSlack zeros that the kernels may read. Depthwise layers with planes innermost take
+// conv_depthwise; other layers pad every channel first.
 void IntegerEngine::conv_general(const IntOp& op, const ConvPlanes& p) {
   const auto& in = model_.activations[op.input];
   const auto& out = model_.activations[op.output];
@@ -402,6 +409,8 @@ void IntegerEngine::conv_general(const IntOp& op, const ConvPlanes& p) {
   // over images instead when the planes are narrow.
   const bool fast_plane = isa_ != kernels::Isa::kPortable && op.kernel == 3 && (op.stride == 1 || op.stride == 2);
   const bool images_inner = images >= 4 && out.width < 16 && !fast_plane;
+  const bool depthwise = op.groups == op.in_channels && op.out_channels == op.in_channels;
+  if (depthwise && !images_inner) return conv_depthwise(op, p);
   const int64_t stride = images_inner ? plane : plane + kernels::kPlaneSlack;  // per [channel][image] plane
   int16_t* padded = padded_.data();
   // Padded planes: [C][image][row][column], or [C][row][column][image] with images inner.
@@ -439,15 +448,34 @@ void IntegerEngine::conv_general(const IntOp& op, const ConvPlanes& p) {
       p.requantize(acc, c);
     }
   };
-  const bool depthwise = op.groups == op.in_channels && op.out_channels == op.in_channels;
-  if (depthwise && !images_inner)
-    return for_channels(parallel_, op.out_channels, images * (plane + k * k * out_pixels), [&](int64_t c0, int64_t c1) {
-      pad_channels(c0, c1);
-      convolve(c0, c1);
-    });
   for_channels(parallel_, in.channels, images * plane, pad_channels);
   if (images_inner) return conv_images_inner(op, p, plane);
   for_channels(parallel_, op.out_channels, in_per_group * k * k * p.out_pixels, convolve);
+}
+
+// A depthwise layer, one pass per channel: each of its [image] planes is padded into the thread's own
+// buffer (which stays in cache; its border and slack stay zero, as every plane rewrites the same
+// interior), then convolved and requantized from there (kernels::depthwise_plane).
+void IntegerEngine::conv_depthwise(const IntOp& op, const ConvPlanes& p) {
+  const auto& in = model_.activations[op.input];
+  const auto& out = model_.activations[op.output];
+  const int64_t pad = op.padding, pw = in.width + 2 * pad, plane = (in.height + 2 * pad) * pw;
+  const int64_t k = op.kernel, in_pixels = in.height * in.width, out_pixels = out.height * out.width;
+  const int8_t* w = op.weight.data_ptr<int8_t>();
+  for_channels(parallel_, op.out_channels, batch_ * (plane + k * k * out_pixels), [&](int64_t c0, int64_t c1) {
+    int16_t* padded = thread_codes(plane + kernels::kPlaneSlack);
+    int32_t* acc = thread_acc(out_pixels);
+    std::fill(padded, padded + plane + kernels::kPlaneSlack, 0);
+    for (int64_t c = c0; c < c1; ++c) {
+      const kernels::PlaneRequant r{p.acc_shift, p.bias[c], p.mult[c], p.shift[c], p.lo, p.hi};
+      for (int64_t b = 0; b < batch_; ++b) {
+        kernels::copy_rows(p.x + (c * batch_ + b) * in_pixels, in.width, in.height, in.width, padded + pad * pw + pad, pw,
+                           p.isa);
+        kernels::depthwise_plane(padded, pw, w + c * k * k, k, op.stride, out.height, out.width, r, acc,
+                                 p.y + c * p.out_pixels + b * out_pixels, p.isa);
+      }
+    }
+  });
 }
 
 // conv_general over planes [C][row][column][image]: accumulates [pixel][image], then transposes to

@@ -67,6 +67,7 @@ class IntegerEngine {
   void conv_pointwise_dot(const graph::IntOp& op, size_t index, const ConvPlanes& planes);
   void conv_pointwise_quads(const graph::IntOp& op, size_t index, const ConvPlanes& planes);
   void conv_general(const graph::IntOp& op, const ConvPlanes& planes);
+  void conv_depthwise(const graph::IntOp& op, const ConvPlanes& planes);
   void conv_images_inner(const graph::IntOp& op, const ConvPlanes& planes, int64_t plane);
   void apply_table(size_t index, int64_t n);
   void add(const graph::IntOp& op, size_t index);
@@ -89,8 +90,6 @@ class IntegerEngine {
   std::vector<kernels::QuadWeights> weight_quads_;  // per 1x1 op on the 8-bit (AVX-512 VNNI) path
   std::vector<std::vector<int16_t>> classifier_pairs_;  // per linear op: its weights packed as a tile's input
   std::vector<int32_t> image_words_;  // the classifier's input codes packed as a tile's weight pairs
-  std::vector<int16_t> input_pairs_;  // the 1x1 layer's input with channel pairs interleaved (pointwise_dot.h)
-  std::vector<uint8_t> input_quads_;  // the same as bytes, four channels interleaved (the 8-bit path)
   std::vector<int16_t> padded_;  // zero-padded input planes of a stem/depthwise convolution: [C][image][plane]
   int64_t max_pixels_ = 0;       // output pixels of the largest layer, per image (accumulator scratch per thread)
   std::vector<LayerCounts> counts_;

@@ -396,31 +396,41 @@ __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni"), always_inline)) i
 //    outputs ox + 2j, loads from ox + 1 and ox + 3 for the odd ones, then the two halves are
 //    interleaved back into output order. Narrow planes (out_w <= 16) run over the flattened
 //    plane (flat_scratch), so vectors cross row ends and a 7x7 plane takes 2 steps, not 7.
-__attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni"))) void conv_plane3_avx512(const int16_t* x,
-                                                                                        int64_t width, const int8_t* w,
-                                                                                        int64_t stride, int64_t out_h,
-                                                                                        int64_t out_w, int32_t* acc) {
-  __m512i taps[6];  // per kernel row: (w0, w1) and (w2, 0)
+#define PROM_AVX512_VNNI __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni")))
+// The 3x3 weights as vpdpwssd operands, per kernel row: (w0, w1) and (w2, 0).
+PROM_AVX512_VNNI __attribute__((always_inline)) inline void taps3_512(const int8_t* w, __m512i (&taps)[6]) {
   for (int ky = 0; ky < 3; ++ky) {
     taps[2 * ky] = _mm512_set1_epi32(int16_pair(w[3 * ky], w[3 * ky + 1]));
     taps[2 * ky + 1] = _mm512_set1_epi32(int16_pair(w[3 * ky + 2], 0));
   }
-  auto tail = [](int64_t left) {
-    return left >= 16 ? __mmask16(0xFFFF) : left <= 0 ? __mmask16(0) : static_cast<__mmask16>((1u << left) - 1);
-  };
+}
+
+// The 16 stride-2 outputs (oy, ox .. ox + 15).
+PROM_AVX512_VNNI __attribute__((always_inline)) inline __m512i stride2_step512(const int16_t* x, int64_t width,
+                                                                                const __m512i (&taps)[6], int64_t oy,
+                                                                                int64_t ox) {
+  __m512i s01 = _mm512_setzero_si512(), s2 = _mm512_setzero_si512();  // two dependency chains
+  for (int ky = 0; ky < 3; ++ky) {
+    const int16_t* r = x + (2 * oy + ky) * width + 2 * ox;
+    s01 = _mm512_dpwssd_epi32(s01, _mm512_loadu_si512(r), taps[2 * ky]);
+    s2 = _mm512_dpwssd_epi32(s2, _mm512_loadu_si512(r + 2), taps[2 * ky + 1]);
+  }
+  return _mm512_add_epi32(s01, s2);
+}
+
+inline __mmask16 tail_mask(int64_t left) {
+  return left >= 16 ? __mmask16(0xFFFF) : left <= 0 ? __mmask16(0) : static_cast<__mmask16>((1u << left) - 1);
+}
+
+PROM_AVX512_VNNI void conv_plane3_avx512(const int16_t* x, int64_t width, const int8_t* w, int64_t stride,
+                                         int64_t out_h, int64_t out_w, int32_t* acc) {
+  __m512i taps[6];
+  taps3_512(w, taps);
+  const auto tail = tail_mask;
   if (stride == 2) {
-    for (int64_t oy = 0; oy < out_h; ++oy) {
-      int32_t* a = acc + oy * out_w;
-      for (int64_t ox = 0; ox < out_w; ox += 16) {
-        __m512i s01 = _mm512_setzero_si512(), s2 = _mm512_setzero_si512();  // two dependency chains
-        for (int ky = 0; ky < 3; ++ky) {
-          const int16_t* r = x + (2 * oy + ky) * width + 2 * ox;
-          s01 = _mm512_dpwssd_epi32(s01, _mm512_loadu_si512(r), taps[2 * ky]);
-          s2 = _mm512_dpwssd_epi32(s2, _mm512_loadu_si512(r + 2), taps[2 * ky + 1]);
-        }
-        accumulate_masked(a + ox, tail(out_w - ox), _mm512_add_epi32(s01, s2));
-      }
-    }
+    for (int64_t oy = 0; oy < out_h; ++oy)
+      for (int64_t ox = 0; ox < out_w; ox += 16)
+        accumulate_masked(acc + oy * out_w + ox, tail(out_w - ox), stride2_step512(x, width, taps, oy, ox));
     return;
   }
   if (out_w > 16) {  // wide rows fill the vectors: row by row, straight into acc
@@ -443,6 +453,69 @@ __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni"))) void conv_plane3
   }
   add_flat_rows(flat, width, out_h, out_w, acc);
 }
+
+// Requantizes 16 accumulators in registers (requantize16) and stores the `left` valid codes as int16.
+PROM_AVX512_VNNI __attribute__((always_inline)) inline void store_requantized16(int16_t* out, int64_t left, __m512i acc,
+                                                                                 const RequantLanes512& k,
+                                                                                 __m128i acc_shift, __m512i bias) {
+  const __m512i codes = requantize16(_mm512_add_epi32(_mm512_sll_epi32(acc, acc_shift), bias), k);
+  _mm256_mask_storeu_epi16(out, tail_mask(left), _mm512_cvtepi32_epi16(codes));
+}
+
+// Rows of int16 copied with masked 32-lane moves: the planes' rows are short (7 to 112 values), where
+// a memmove call per row costs more than the copy.
+__attribute__((target("avx512f,avx512bw"))) void copy_rows_avx512(const int16_t* src, int64_t src_stride, int64_t rows,
+                                                                  int64_t cols, int16_t* dst, int64_t dst_stride) {
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t c = 0; c < cols; c += 32) {
+      const __mmask32 m = cols - c >= 32 ? ~__mmask32{0} : (__mmask32{1} << (cols - c)) - 1;
+      _mm512_mask_storeu_epi16(dst + r * dst_stride + c, m, _mm512_maskz_loadu_epi16(m, src + r * src_stride + c));
+    }
+}
+
+int16_t* flat_codes(int64_t n) {
+  thread_local std::vector<int16_t> scratch;
+  if (static_cast<int64_t>(scratch.size()) < n) scratch.resize(n);
+  return scratch.data();
+}
+
+// conv_plane3_avx512's steps with each vector requantized in registers and stored as codes: no
+// int32 plane between a depthwise convolution and its requantization. Narrow stride-1 planes are
+// requantized flattened (virtual outputs included) into a scratch whose rows are then copied out.
+PROM_AVX512_VNNI void depthwise_plane3_avx512(const int16_t* x, int64_t width, const int8_t* w, int64_t stride,
+                                              int64_t out_h, int64_t out_w, const PlaneRequant& r, int16_t* out) {
+  __m512i taps[6];
+  taps3_512(w, taps);
+  const RequantLanes512 k = requant_lanes512(r.multiplier, r.right_shift, r.lo, r.hi);
+  const __m128i acc_shift = _mm_cvtsi32_si128(r.acc_shift);
+  const __m512i bias = _mm512_set1_epi32(r.bias);
+  if (stride == 1 && out_w <= 16) {
+    int16_t* flat = flat_codes(out_h * width + 32);
+    for (int64_t q = 0; q < out_h * width; q += 32) {
+      __m512i step[2];
+      stride1_step512(x + q, width, taps, step);
+      store_requantized16(flat + q, 16, step[0], k, acc_shift, bias);
+      store_requantized16(flat + q + 16, 16, step[1], k, acc_shift, bias);
+    }
+    copy_rows_avx512(flat, width, out_h, out_w, out, out_w);
+    return;
+  }
+  for (int64_t oy = 0; oy < out_h; ++oy) {
+    int16_t* o = out + oy * out_w;
+    if (stride == 2) {
+      for (int64_t ox = 0; ox < out_w; ox += 16)
+        store_requantized16(o + ox, out_w - ox, stride2_step512(x, width, taps, oy, ox), k, acc_shift, bias);
+      continue;
+    }
+    for (int64_t ox = 0; ox < out_w; ox += 32) {
+      __m512i step[2];
+      stride1_step512(x + oy * width + ox, width, taps, step);
+      store_requantized16(o + ox, out_w - ox, step[0], k, acc_shift, bias);
+      if (out_w - ox > 16) store_requantized16(o + ox + 16, out_w - ox - 16, step[1], k, acc_shift, bias);
+    }
+  }
+}
+#undef PROM_AVX512_VNNI
 #endif
 
 }  // namespace
@@ -469,6 +542,27 @@ void conv_plane(const int16_t* x, int64_t width, const int8_t* w, int64_t k, int
   if (isa != Isa::kPortable) return conv_plane_avx2(x, width, w, k, stride, out_h, out_w, acc);
 #endif
   conv_plane_portable(x, width, w, k, stride, out_h, out_w, acc);
+}
+
+void depthwise_plane(const int16_t* x, int64_t width, const int8_t* w, int64_t k, int64_t stride, int64_t out_h,
+                     int64_t out_w, const PlaneRequant& r, int32_t* acc, int16_t* out, Isa isa) {
+#ifdef PROM_X86
+  // The fused kernel where the multiplier takes the vector rounding (as requantize's rule).
+  if (isa == Isa::kAvx512Vnni && k == 3 && (stride == 1 || stride == 2) && r.multiplier != 0 &&
+      r.right_shift >= 1 && r.right_shift <= 62 && r.lo >= INT16_MIN && r.hi <= INT16_MAX)
+    return depthwise_plane3_avx512(x, width, w, stride, out_h, out_w, r, out);
+#endif
+  std::fill(acc, acc + out_h * out_w, 0);
+  conv_plane(x, width, w, k, stride, out_h, out_w, acc, isa);
+  requantize(acc, out_h * out_w, r.acc_shift, r.bias, r.multiplier, r.right_shift, r.lo, r.hi, out, isa);
+}
+
+void copy_rows(const int16_t* src, int64_t src_stride, int64_t rows, int64_t cols, int16_t* dst, int64_t dst_stride,
+               Isa isa) {
+#ifdef PROM_X86
+  if (isa == Isa::kAvx512Vnni) return copy_rows_avx512(src, src_stride, rows, cols, dst, dst_stride);
+#endif
+  for (int64_t r = 0; r < rows; ++r) std::copy(src + r * src_stride, src + r * src_stride + cols, dst + r * dst_stride);
 }
 
 void conv_plane_batched(const int16_t* x, int64_t width, int64_t images, const int8_t* w, int64_t k, int64_t stride,

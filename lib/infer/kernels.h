@@ -38,6 +38,23 @@ constexpr int64_t kPlaneSlack = 64;
 void conv_plane(const int16_t* x, int64_t width, const int8_t* w, int64_t k, int64_t stride, int64_t out_h,
                 int64_t out_w, int32_t* acc, Isa isa);
 
+// quant::arith::requantize's parameters for one output channel.
+struct PlaneRequant {
+  int32_t acc_shift, bias, multiplier, right_shift, lo, hi;
+};
+
+// One plane of a depthwise convolution (one input plane per output plane), requantized: out =
+// requantize(conv_plane of x into zeros). AVX-512 VNNI requantizes 3x3 planes (stride 1 or 2) in
+// registers; other cases run conv_plane into `acc` (out_h x out_w scratch) and requantize. The same
+// codes on every path. Reads kPlaneSlack values past the plane, as conv_plane.
+void depthwise_plane(const int16_t* x, int64_t width, const int8_t* w, int64_t k, int64_t stride, int64_t out_h,
+                     int64_t out_w, const PlaneRequant& r, int32_t* acc, int16_t* out, Isa isa);
+
+// rows x cols values from src (rows `src_stride` apart) to dst (rows `dst_stride` apart), e.g. a
+// plane into its zero-padded copy.
+void copy_rows(const int16_t* src, int64_t src_stride, int64_t rows, int64_t cols, int16_t* dst, int64_t dst_stride,
+               Isa isa);
+
 // The same over a batch with images innermost, for small planes (vectors run over images, not over a
 // few output columns): x holds the zero-padded planes as [row][column][image] (row length `width`),
 // acc is [out_h][out_w][image], accumulated.

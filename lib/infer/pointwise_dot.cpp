@@ -17,18 +17,18 @@ using quant::arith::RequantLanes512;
 using quant::arith::requantize16;
 #endif
 
-void pack_input_pairs(const int16_t* x, int64_t pixels, int64_t in_channels, int64_t k0, int64_t k1, int16_t* xp) {
-  const int64_t padded = padded_pixels(pixels);
-  for (int64_t k = k0; k < k1; ++k) {
+void pack_input_pairs(const int16_t* x, int64_t plane, int64_t in_channels, int64_t p0, int64_t count, int16_t* xp) {
+  const int64_t padded = padded_pixels(count);
+  for (int64_t k = 0; k < channel_pairs(in_channels); ++k) {
     int16_t* out = xp + k * padded * 2;
-    const int16_t* a = x + 2 * k * pixels;
+    const int16_t* a = x + 2 * k * plane + p0;
     if (2 * k + 1 < in_channels) {
-      const int16_t* b = a + pixels;
-      for (int64_t p = 0; p < pixels; ++p) out[2 * p] = a[p], out[2 * p + 1] = b[p];
+      const int16_t* b = a + plane;
+      for (int64_t p = 0; p < count; ++p) out[2 * p] = a[p], out[2 * p + 1] = b[p];
     } else {
-      for (int64_t p = 0; p < pixels; ++p) out[2 * p] = a[p], out[2 * p + 1] = 0;
+      for (int64_t p = 0; p < count; ++p) out[2 * p] = a[p], out[2 * p + 1] = 0;
     }
-    std::fill(out + 2 * pixels, out + 2 * padded, 0);
+    std::fill(out + 2 * count, out + 2 * padded, 0);
   }
 }
 
@@ -46,56 +46,58 @@ std::vector<int32_t> pack_weight_pairs(const int8_t* w, int64_t out_channels, in
 
 namespace {
 
-void pack_quads_portable(const int16_t* x, int64_t pixels, int64_t in_channels, bool offset, int64_t k, uint8_t* out) {
+// Quad k of the pixels [0, count) of planes that start at x and are `plane` values apart.
+void pack_quads_portable(const int16_t* x, int64_t plane, int64_t count, int64_t in_channels, bool offset, int64_t k,
+                         uint8_t* out) {
   const int32_t add = offset ? 128 : 0;
   for (int64_t j = 0; j < 4; ++j) {
     if (4 * k + j >= in_channels) {  // the channels past the last: zeros (their weights are zero too)
-      for (int64_t p = 0; p < pixels; ++p) out[4 * p + j] = 0;
+      for (int64_t p = 0; p < count; ++p) out[4 * p + j] = 0;
       continue;
     }
-    const int16_t* a = x + (4 * k + j) * pixels;
-    for (int64_t p = 0; p < pixels; ++p) out[4 * p + j] = static_cast<uint8_t>(a[p] + add);
+    const int16_t* a = x + (4 * k + j) * plane;
+    for (int64_t p = 0; p < count; ++p) out[4 * p + j] = static_cast<uint8_t>(a[p] + add);
   }
 }
 
 #ifdef PROM_X86
 // 16 pixels at a time: each channel's codes widened to int32 lanes, their low bytes (offset by an
 // exclusive or with 0x80, which adds 128 to int8 codes modulo 256) shifted into place.
-__attribute__((target("avx512f,avx512bw"))) void pack_quads_avx512(const int16_t* x, int64_t pixels,
+__attribute__((target("avx512f,avx512bw"))) void pack_quads_avx512(const int16_t* x, int64_t plane, int64_t count,
                                                                    int64_t in_channels, bool offset, int64_t k,
                                                                    uint8_t* out) {
   const int64_t channels = std::min<int64_t>(4, in_channels - 4 * k);
   const __m512i low_byte = _mm512_set1_epi32(0xFF), flip = _mm512_set1_epi32(offset ? 0x80 : 0);
-  const int16_t* a = x + 4 * k * pixels;
+  const int16_t* a = x + 4 * k * plane;
   int64_t p = 0;
-  for (; p + 16 <= pixels; p += 16) {
+  for (; p + 16 <= count; p += 16) {
     __m512i word = _mm512_setzero_si512();
     for (int64_t j = 0; j < channels; ++j) {
-      const __m512i v = _mm512_cvtepi16_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(a + j * pixels + p)));
+      const __m512i v = _mm512_cvtepi16_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(a + j * plane + p)));
       word = _mm512_or_si512(word, _mm512_slli_epi32(_mm512_and_si512(_mm512_xor_si512(v, flip), low_byte), 8 * j));
     }
     _mm512_storeu_si512(out + 4 * p, word);
   }
-  for (; p < pixels; ++p)
-    for (int64_t j = 0; j < 4; ++j) out[4 * p + j] = j < channels ? static_cast<uint8_t>(a[j * pixels + p] + (offset ? 128 : 0)) : 0;
+  for (; p < count; ++p)
+    for (int64_t j = 0; j < 4; ++j) out[4 * p + j] = j < channels ? static_cast<uint8_t>(a[j * plane + p] + (offset ? 128 : 0)) : 0;
 }
 #endif
 
 }  // namespace
 
-void pack_input_quads(const int16_t* x, int64_t pixels, int64_t in_channels, bool offset, int64_t k0, int64_t k1,
+void pack_input_quads(const int16_t* x, int64_t plane, int64_t in_channels, bool offset, int64_t p0, int64_t count,
                       uint8_t* xq, Isa isa) {
-  const int64_t padded = padded_pixels(pixels);
-  for (int64_t k = k0; k < k1; ++k) {
+  const int64_t padded = padded_pixels(count);
+  for (int64_t k = 0; k < channel_quads(in_channels); ++k) {
     uint8_t* out = xq + k * padded * 4;
 #ifdef PROM_X86
-    if (isa == Isa::kAvx512Vnni) pack_quads_avx512(x, pixels, in_channels, offset, k, out);
-    else pack_quads_portable(x, pixels, in_channels, offset, k, out);
+    if (isa == Isa::kAvx512Vnni) pack_quads_avx512(x + p0, plane, count, in_channels, offset, k, out);
+    else pack_quads_portable(x + p0, plane, count, in_channels, offset, k, out);
 #else
     (void)isa;
-    pack_quads_portable(x, pixels, in_channels, offset, k, out);
+    pack_quads_portable(x + p0, plane, count, in_channels, offset, k, out);
 #endif
-    std::fill(out + 4 * pixels, out + 4 * padded, 0);
+    std::fill(out + 4 * count, out + 4 * padded, 0);
   }
 }
 

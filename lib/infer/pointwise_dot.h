@@ -18,9 +18,10 @@ constexpr int64_t kTilePixels = 64;  // pixels per tile (4 vectors of 16)
 inline int64_t padded_pixels(int64_t pixels) { return (pixels + 15) / 16 * 16; }
 inline int64_t channel_pairs(int64_t channels) { return (channels + 1) / 2; }
 
-// Planes x [in_channels][pixels] -> xp [pair][padded_pixels(pixels)][2]: xp[k][p] = (x[2k][p], x[2k+1][p]),
-// zero beyond in_channels and beyond pixels. Writes pairs [k0, k1) only (threads split the pairs).
-void pack_input_pairs(const int16_t* x, int64_t pixels, int64_t in_channels, int64_t k0, int64_t k1, int16_t* xp);
+// Pixels [p0, p0 + count) of planes x [in_channels][plane] -> xp [pair][padded_pixels(count)][2]:
+// xp[k][p] = (x[2k][p0 + p], x[2k+1][p0 + p]), zero beyond in_channels and beyond count. The engine
+// packs one block of pixels at a time, just before the tiles that read it (the block stays in cache).
+void pack_input_pairs(const int16_t* x, int64_t plane, int64_t in_channels, int64_t p0, int64_t count, int16_t* xp);
 
 // Weights w [out_channels][in_channels] -> [row block][pair][kTileRows] int32 words, each holding
 // (w[2k], w[2k+1]) as two int16 halves (low half first); rows beyond out_channels are zero.
@@ -54,10 +55,10 @@ void pointwise_tile_requantized(const int16_t* xp, int64_t padded, int64_t pairs
 // int16 path and the reference kernels compute.
 inline int64_t channel_quads(int64_t channels) { return (channels + 3) / 4; }
 
-// Planes x [in_channels][pixels] -> xq [quad][padded_pixels(pixels)][4] bytes: xq[k][p][j] =
-// x[4k + j][p] + (offset ? 128 : 0), zero beyond in_channels and pixels. Writes quads [k0, k1) only;
+// Pixels [p0, p0 + count) of planes x [in_channels][plane] -> xq [quad][padded_pixels(count)][4]
+// bytes: xq[k][p][j] = x[4k + j][p0 + p] + (offset ? 128 : 0), zero beyond in_channels and count;
 // the same bytes on every path.
-void pack_input_quads(const int16_t* x, int64_t pixels, int64_t in_channels, bool offset, int64_t k0, int64_t k1,
+void pack_input_quads(const int16_t* x, int64_t plane, int64_t in_channels, bool offset, int64_t p0, int64_t count,
                       uint8_t* xq, Isa isa);
 
 // Weights w [out_channels][in_channels] -> words [row block][quad][kTileRows], each holding

@@ -244,31 +244,33 @@ void warn_missing_isas() {
 }
 
 TEST_CASE("every dispatch path (portable, AVX2, AVX-512 VNNI on 8-bit or int16 codes; ternary dot or add/sub) gives "
-          "identical integers, batch 1 and 6",
+          "identical integers, batch 1 and 6, at 32 and 40 px",
           "[export]") {
-  QatFixture f;
-  auto m = f.exported();
   warn_missing_isas();
-  infer::IntegerEngine portable(m, engine_options(infer::kernels::Isa::kPortable));
-  for (int64_t batch : {1, 6}) {
-    auto codes = portable.quantize_input(f.images.slice(0, 0, batch));
-    portable.reset_counts();
-    auto expected = portable.run(codes);
-    for (auto isa : available_isas()) {
-      INFO(infer::kernels::isa_name(isa) << ", batch " << batch);
-      infer::IntegerEngine engine(m, engine_options(isa));
-      CHECK(std::string(engine.kernel_name()) == infer::kernels::isa_name(isa));
-      CHECK(torch::equal(engine.run(codes), expected));
-      auto addsub_options = engine_options(isa);
-      addsub_options.ternary_dot = false;  // ternary 1x1 layers on the add/sub kernel of this path
-      infer::IntegerEngine addsub(m, addsub_options);
-      CHECK(torch::equal(addsub.run(codes), expected));
-      auto pairs_options = engine_options(isa);
-      pairs_options.byte_dot = false;  // AVX-512 VNNI: 1x1 layers on int16 pairs (vpdpwssd), not bytes
-      infer::IntegerEngine pairs(m, pairs_options);
-      CHECK(torch::equal(pairs.run(codes), expected));
-      for (size_t i = 0; i < m.activations.size(); ++i) CHECK(engine.activation(i) == portable.activation(i));
-      for (size_t i = 0; i < engine.counts().size(); ++i) CHECK(engine.counts()[i].counts == portable.counts()[i].counts);
+  for (int64_t size : {32, 40}) {  // at 40 px the first depthwise rows are 20 wide: the fused stride-1 kernel
+    QatFixture f("prom", size);
+    auto m = f.exported();
+    infer::IntegerEngine portable(m, engine_options(infer::kernels::Isa::kPortable));
+    for (int64_t batch : {1, 6}) {
+      auto codes = portable.quantize_input(f.images.slice(0, 0, batch));
+      portable.reset_counts();
+      auto expected = portable.run(codes);
+      for (auto isa : available_isas()) {
+        INFO(infer::kernels::isa_name(isa) << ", batch " << batch);
+        infer::IntegerEngine engine(m, engine_options(isa));
+        CHECK(std::string(engine.kernel_name()) == infer::kernels::isa_name(isa));
+        CHECK(torch::equal(engine.run(codes), expected));
+        auto addsub_options = engine_options(isa);
+        addsub_options.ternary_dot = false;  // ternary 1x1 layers on the add/sub kernel of this path
+        infer::IntegerEngine addsub(m, addsub_options);
+        CHECK(torch::equal(addsub.run(codes), expected));
+        auto pairs_options = engine_options(isa);
+        pairs_options.byte_dot = false;  // AVX-512 VNNI: 1x1 layers on int16 pairs (vpdpwssd), not bytes
+        infer::IntegerEngine pairs(m, pairs_options);
+        CHECK(torch::equal(pairs.run(codes), expected));
+        for (size_t i = 0; i < m.activations.size(); ++i) CHECK(engine.activation(i) == portable.activation(i));
+        for (size_t i = 0; i < engine.counts().size(); ++i) CHECK(engine.counts()[i].counts == portable.counts()[i].counts);
+      }
     }
   }
 }
@@ -324,7 +326,8 @@ void check_tile_requantized(std::mt19937_64& rng, const std::vector<int32_t>& ac
 }
 
 TEST_CASE("the 8-bit dot-product tile on every path equals the direct sum and requantizes as arith does: int8 "
-          "inputs offset, uint8 inputs as they are, extreme codes, odd channels, partial tiles",
+          "inputs offset, uint8 inputs as they are, extreme codes, odd channels, partial tiles, blocks of pixels packed "
+          "as slices",
           "[export]") {
   using namespace infer::kernels;
   std::mt19937_64 rng(11);
@@ -343,11 +346,18 @@ TEST_CASE("the 8-bit dot-product tile on every path equals the direct sum and re
           if (in_channels == 577) std::fill(w.begin(), w.end(), int8_t{-127});  // the largest sums of one sign
           const int64_t padded = padded_pixels(pixels), quads = channel_quads(in_channels);
           std::vector<uint8_t> xq(quads * padded * 4, 99);
-          pack_input_quads(x.data(), pixels, in_channels, is_signed, 0, quads, xq.data(), Isa::kPortable);
-          for (auto isa : available_isas()) {  // every path packs the same bytes
+          pack_input_quads(x.data(), pixels, in_channels, is_signed, 0, pixels, xq.data(), Isa::kPortable);
+          for (auto isa : available_isas()) {  // every path packs the same bytes, a block of pixels its slice
             std::vector<uint8_t> again(xq.size(), 77);
-            pack_input_quads(x.data(), pixels, in_channels, is_signed, 0, quads, again.data(), isa);
+            pack_input_quads(x.data(), pixels, in_channels, is_signed, 0, pixels, again.data(), isa);
             REQUIRE(again == xq);
+            const int64_t p0 = pixels / 2, count = pixels - p0, block_padded = padded_pixels(count);
+            std::vector<uint8_t> block(quads * block_padded * 4, 55);
+            pack_input_quads(x.data(), pixels, in_channels, is_signed, p0, count, block.data(), isa);
+            for (int64_t k = 0; k < quads; ++k)
+              for (int64_t p = 0; p < block_padded; ++p)
+                for (int64_t j = 0; j < 4; ++j)
+                  REQUIRE(block[(k * block_padded + p) * 4 + j] == (p < count ? xq[(k * padded + p0 + p) * 4 + j] : 0));
           }
           const QuadWeights wq = pack_weight_quads(w.data(), out_channels, in_channels, is_signed);
           for (auto isa : available_isas()) {
@@ -377,7 +387,7 @@ TEST_CASE("the 8-bit dot-product tile on every path equals the direct sum and re
 }
 
 TEST_CASE("the dot-product tile on every path equals the direct sum and requantizes as arith does: odd channels, "
-          "padded pixels, partial row blocks",
+          "padded pixels, partial row blocks, blocks of pixels packed as slices",
           "[export]") {
   using namespace infer::kernels;
   std::mt19937_64 rng(5);
@@ -390,7 +400,15 @@ TEST_CASE("the dot-product tile on every path equals the direct sum and requanti
         for (auto& v : w) v = static_cast<int8_t>(static_cast<int>(rng() % 255) - 127);
         const int64_t padded = padded_pixels(pixels), pairs = channel_pairs(in_channels);
         std::vector<int16_t> xp(pairs * padded * 2, 99);
-        pack_input_pairs(x.data(), pixels, in_channels, 0, pairs, xp.data());
+        pack_input_pairs(x.data(), pixels, in_channels, 0, pixels, xp.data());
+        {  // a block of pixels packs as the full pack's slice, zero past its count
+          const int64_t p0 = pixels / 2, count = pixels - p0, block_padded = padded_pixels(count);
+          std::vector<int16_t> block(pairs * block_padded * 2, 55);
+          pack_input_pairs(x.data(), pixels, in_channels, p0, count, block.data());
+          for (int64_t k = 0; k < pairs; ++k)
+            for (int64_t p = 0; p < 2 * block_padded; ++p)
+              REQUIRE(block[k * block_padded * 2 + p] == (p < 2 * count ? xp[(k * padded + p0) * 2 + p] : 0));
+        }
         const auto wp = pack_weight_pairs(w.data(), out_channels, in_channels);
         for (auto isa : available_isas()) {
           INFO(isa_name(isa) << ": " << in_channels << " -> " << out_channels << ", " << pixels << " pixels");
@@ -431,7 +449,7 @@ TEST_CASE("at::parallel_for in prom's code runs on several threads (prom compile
   CHECK(seen.size() == 2);
 }
 
-TEST_CASE("parallel and serial engines on every path, and every conv plane kernel, give identical integers", "[export]") {
+TEST_CASE("parallel and serial engines on every path, and every conv plane kernel (depthwise requantized too, row copies), give identical integers", "[export]") {
   QatFixture f;
   auto m = f.exported();
   const int threads = torch::get_num_threads();
@@ -451,7 +469,7 @@ TEST_CASE("parallel and serial engines on every path, and every conv plane kerne
   // Stem/depthwise planes: odd sizes (wide rows, and narrow ones that the vector 3x3 kernels run
   // flattened), strides 1-3, kernels 1, 3 and 5; kPlaneSlack readable values after the plane, as the
   // engine leaves them.
-  for (auto [ph, pw] : {std::pair<int64_t, int64_t>{23, 29}, {9, 11}, {6, 5}})
+  for (auto [ph, pw] : {std::pair<int64_t, int64_t>{23, 29}, {10, 75}, {9, 11}, {6, 5}})
   for (int64_t k : {1, 3, 5})
     for (int64_t s : {1, 2, 3}) {
       if (k > ph || k > pw) continue;
@@ -480,8 +498,25 @@ TEST_CASE("parallel and serial engines on every path, and every conv plane kerne
         std::vector<int32_t> acc(oh * ow, 5), acc_b(oh * ow * images, 5);
         infer::kernels::conv_plane(x.data(), pw, w.data(), k, s, oh, ow, acc.data(), isa);
         CHECK(acc == ref);
+        // The plane's rows copied into wider rows (as into a padded plane): each row, nothing between.
+        std::vector<int16_t> wide(ph * (pw + 3), -9);
+        infer::kernels::copy_rows(x.data(), pw, ph, pw, wide.data(), pw + 3, isa);
+        for (int64_t i = 0; i < ph * (pw + 3); ++i)
+          REQUIRE(wide[i] == (i % (pw + 3) < pw ? x[i / (pw + 3) * pw + i % (pw + 3)] : -9));
         infer::kernels::conv_plane_batched(xb.data(), pw, images, w.data(), k, s, oh, ow, acc_b.data(), isa);
         CHECK(acc_b == ref_b);
+        // A depthwise plane requantized (in registers where the path does it, else through the
+        // scratch): int8 and uint8 clamps, and a zero multiplier, which every path runs unfused.
+        for (const auto& r : {infer::kernels::PlaneRequant{1, 77, 1518500250, 42, -128, 127},
+                              infer::kernels::PlaneRequant{0, -3001, 1518500250, 40, 0, 255},
+                              infer::kernels::PlaneRequant{1, 5, 0, 0, -128, 127}}) {
+          std::vector<int16_t> codes(oh * ow, 99);
+          std::vector<int32_t> scratch(oh * ow, 3);
+          infer::kernels::depthwise_plane(x.data(), pw, w.data(), k, s, oh, ow, r, scratch.data(), codes.data(), isa);
+          const quant::arith::FixedPointMultiplier m{r.multiplier, r.right_shift};
+          for (int64_t i = 0; i < oh * ow; ++i)
+            REQUIRE(codes[i] == quant::arith::requantize(ref[i] - 5, r.acc_shift, r.bias, m, r.lo, r.hi));
+        }
       }
     }
 }
