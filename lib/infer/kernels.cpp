@@ -387,15 +387,6 @@ __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni"), always_inline)) i
   out[1] = _mm512_permutex2var_epi32(even, _mm512_set_epi32(31, 15, 30, 14, 29, 13, 28, 12, 27, 11, 26, 10, 25, 9, 24, 8), odd);
 }
 
-// 3x3 planes with AVX-512 VNNI, the row's tail masked. A weight pair (w_a, w_b) sits in an int32
-// word as two int16 halves: vpdpwssd adds both products of each lane's pair of inputs. 32 int16
-// loaded from column c are the pairs (x[c + 2j], x[c + 2j + 1]) in lane j, so
-//  - stride 2 (16 outputs per step): the load from column 2*ox gives taps kx = 0, 1 of output
-//    ox + j, the load 2 columns on tap kx = 2 with the pair (w2, 0);
-//  - stride 1 (32 outputs per step): loads from columns ox and ox + 2 do the same for the even
-//    outputs ox + 2j, loads from ox + 1 and ox + 3 for the odd ones, then the two halves are
-//    interleaved back into output order. Narrow planes (out_w <= 16) run over the flattened
-//    plane (flat_scratch), so vectors cross row ends and a 7x7 plane takes 2 steps, not 7.
 #define PROM_AVX512_VNNI __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni")))
 // The 3x3 weights as vpdpwssd operands, per kernel row: (w0, w1) and (w2, 0).
 PROM_AVX512_VNNI __attribute__((always_inline)) inline void taps3_512(const int8_t* w, __m512i (&taps)[6]) {
@@ -422,15 +413,23 @@ inline __mmask16 tail_mask(int64_t left) {
   return left >= 16 ? __mmask16(0xFFFF) : left <= 0 ? __mmask16(0) : static_cast<__mmask16>((1u << left) - 1);
 }
 
+// 3x3 planes with AVX-512 VNNI, the row's tail masked. A weight pair (w_a, w_b) sits in an int32
+// word as two int16 halves: vpdpwssd adds both products of each lane's pair of inputs. 32 int16
+// loaded from column c are the pairs (x[c + 2j], x[c + 2j + 1]) in lane j, so
+//  - stride 2 (16 outputs per step): the load from column 2*ox gives taps kx = 0, 1 of output
+//    ox + j, the load 2 columns on tap kx = 2 with the pair (w2, 0);
+//  - stride 1 (32 outputs per step): loads from columns ox and ox + 2 do the same for the even
+//    outputs ox + 2j, loads from ox + 1 and ox + 3 for the odd ones, then the two halves are
+//    interleaved back into output order. Narrow planes (out_w <= 16) run over the flattened
+//    plane (flat_scratch), so vectors cross row ends and a 7x7 plane takes 2 steps, not 7.
 PROM_AVX512_VNNI void conv_plane3_avx512(const int16_t* x, int64_t width, const int8_t* w, int64_t stride,
                                          int64_t out_h, int64_t out_w, int32_t* acc) {
   __m512i taps[6];
   taps3_512(w, taps);
-  const auto tail = tail_mask;
   if (stride == 2) {
     for (int64_t oy = 0; oy < out_h; ++oy)
       for (int64_t ox = 0; ox < out_w; ox += 16)
-        accumulate_masked(acc + oy * out_w + ox, tail(out_w - ox), stride2_step512(x, width, taps, oy, ox));
+        accumulate_masked(acc + oy * out_w + ox, tail_mask(out_w - ox), stride2_step512(x, width, taps, oy, ox));
     return;
   }
   if (out_w > 16) {  // wide rows fill the vectors: row by row, straight into acc
@@ -439,8 +438,8 @@ PROM_AVX512_VNNI void conv_plane3_avx512(const int16_t* x, int64_t width, const 
         __m512i out[2];
         stride1_step512(x + oy * width + ox, width, taps, out);
         int32_t* a = acc + oy * out_w + ox;
-        accumulate_masked(a, tail(out_w - ox), out[0]);
-        if (out_w - ox > 16) accumulate_masked(a + 16, tail(out_w - ox - 16), out[1]);
+        accumulate_masked(a, tail_mask(out_w - ox), out[0]);
+        if (out_w - ox > 16) accumulate_masked(a + 16, tail_mask(out_w - ox - 16), out[1]);
       }
     return;
   }
