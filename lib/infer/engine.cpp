@@ -24,6 +24,15 @@ bool is_pointwise(const IntOp& op) {
 }
 bool is_ternary_pointwise(const IntOp& op) { return is_pointwise(op) && op.ternary; }
 
+bool is_depthwise(const IntOp& op) {
+  return op.kind == OpKind::kConv && op.groups == op.in_channels && op.out_channels == op.in_channels;
+}
+// The vector 3x3 kernels fill their lanes on small planes too (kernels.h); the others vectorize
+// over images instead when the planes are narrow (conv_general).
+bool fills_vectors_per_plane(const IntOp& op, kernels::Isa isa) {
+  return isa != kernels::Isa::kPortable && op.kernel == 3 && (op.stride == 1 || op.stride == 2);
+}
+
 kernels::Isa engine_isa(const EngineOptions& options) {
   const kernels::Isa best = kernels::best_isa();
   if (!options.allow_avx2) return kernels::Isa::kPortable;
@@ -60,7 +69,8 @@ IntegerEngine::IntegerEngine(graph::IntModel model, EngineOptions options)
     const auto& in = model_.activations[op.input];
     const auto& out = model_.activations[op.output];
     max_pixels = std::max<size_t>(max_pixels, out.height * out.width);
-    if (op.kind == OpKind::kConv && !(op.kernel == 1 && op.stride == 1 && op.padding == 0 && op.groups == 1))
+    // The layer-sized padded planes of conv_general (conv_depthwise pads per thread).
+    if (op.kind == OpKind::kConv && !is_pointwise(op) && !(is_depthwise(op) && fills_vectors_per_plane(op, isa_)))
       max_padded = std::max<size_t>(max_padded, in.channels * ((in.height + 2 * op.padding) * (in.width + 2 * op.padding) +
                                                                kernels::kPlaneSlack));
     if (op.kind == OpKind::kLinear && isa_ != kernels::Isa::kPortable) {
@@ -405,12 +415,8 @@ void IntegerEngine::conv_general(const IntOp& op, const ConvPlanes& p) {
   const auto& out = model_.activations[op.output];
   const int64_t pad = op.padding, images = batch_;
   const int64_t pw = in.width + 2 * pad, plane = (in.height + 2 * pad) * pw;
-  // The vector 3x3 kernels fill their lanes on small planes too (kernels.h); the others vectorize
-  // over images instead when the planes are narrow.
-  const bool fast_plane = isa_ != kernels::Isa::kPortable && op.kernel == 3 && (op.stride == 1 || op.stride == 2);
-  const bool images_inner = images >= 4 && out.width < 16 && !fast_plane;
-  const bool depthwise = op.groups == op.in_channels && op.out_channels == op.in_channels;
-  if (depthwise && !images_inner) return conv_depthwise(op, p);
+  const bool images_inner = images >= 4 && out.width < 16 && !fills_vectors_per_plane(op, isa_);
+  if (is_depthwise(op) && !images_inner) return conv_depthwise(op, p);
   const int64_t stride = images_inner ? plane : plane + kernels::kPlaneSlack;  // per [channel][image] plane
   int16_t* padded = padded_.data();
   // Padded planes: [C][image][row][column], or [C][row][column][image] with images inner.
