@@ -5,6 +5,7 @@
 // squeeze-and-excitation scaling and global average pooling stay in integers.
 // It counts the operations it executes, per layer, for the energy model.
 #pragma once
+#include <memory>
 #include <vector>
 
 #include "graph/int_model.h"
@@ -20,6 +21,11 @@ struct EngineOptions {
   // images x pixels values per channel (full vectors even at 2x2 pixels) and each layer hands work to
   // the threads once per batch, not once per image. Capped by activation memory (see engine.cpp).
   int64_t max_batch = 256;
+  // With `parallel`, a batch of at least 2 images per thread runs image-parallel instead: each thread
+  // takes a contiguous share of the images through the whole network on an engine of its own
+  // (channels serial), with no barrier per layer and one image set's activations per thread. The
+  // kernels are the same, so the integers are too.
+  bool image_parallel = true;
   // false keeps AVX-512 VNNI off (AVX2 kernels on a CPU that has both); the tests run every path.
   bool allow_avx512 = true;
   // false runs ternary 1x1 layers on the add/sub kernel over index lists (kernels.h, AVX2 or
@@ -60,6 +66,7 @@ class IntegerEngine {
 
  private:
   void run_batch(const int16_t* input, int64_t images, int32_t* logits);
+  void run_image_parallel(const int16_t* input, int64_t images, int32_t* logits, int threads);
   struct ConvPlanes;
   void conv(const graph::IntOp& op, size_t index);
   int64_t conv_ternary_pointwise(const graph::IntOp& op, size_t index, const ConvPlanes& planes);  // -> non-zeros
@@ -78,6 +85,9 @@ class IntegerEngine {
   void linear_dot(const graph::IntOp& op, size_t index, int32_t* logits);
 
   graph::IntModel model_;
+  EngineOptions options_;
+  std::vector<std::unique_ptr<IntegerEngine>> workers_;  // image_parallel: one serial engine per thread
+  int last_worker_ = -1;  // the worker that ran the last image of the last run, or -1
   kernels::Isa isa_;
   bool parallel_, ternary_dot_, byte_dot_;
   int64_t capacity_ = 1;  // images per batch

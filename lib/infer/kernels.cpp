@@ -19,6 +19,7 @@ using quant::arith::requant_lanes512;
 using quant::arith::RequantLanes512;
 using quant::arith::requantize16;
 using quant::arith::round_shift_clamp512;
+using quant::arith::store_codes16;
 #endif
 
 Isa best_isa() {
@@ -245,7 +246,7 @@ __attribute__((target("avx2"))) int64_t requantize_avx2(const int32_t* acc, int6
 }
 
 // quant::arith::requantize, 16 values per step (quant/requantize_avx512.h).
-__attribute__((target("avx512f,avx512bw"))) int64_t requantize_avx512(const int32_t* acc, int64_t n, int32_t acc_shift,
+__attribute__((target("avx512f,avx512bw,avx512vl"))) int64_t requantize_avx512(const int32_t* acc, int64_t n, int32_t acc_shift,
                                                                       int32_t bias, int32_t multiplier,
                                                                       int32_t right_shift, int32_t lo, int32_t hi,
                                                                       int16_t* out) {
@@ -255,7 +256,7 @@ __attribute__((target("avx512f,avx512bw"))) int64_t requantize_avx512(const int3
   int64_t p = 0;
   for (; p + 16 <= n; p += 16) {
     const __m512i v = _mm512_add_epi32(_mm512_sll_epi32(_mm512_loadu_si512(acc + p), acc_shift_count), bias_v);
-    _mm256_storeu_si256(reinterpret_cast<__m256i*>(out + p), _mm512_cvtepi32_epi16(requantize16(v, k)));  // fits int16
+    store_codes16(out + p, requantize16(v, k), 16);
   }
   return p;
 }
@@ -453,12 +454,22 @@ PROM_AVX512_VNNI void conv_plane3_avx512(const int16_t* x, int64_t width, const 
   add_flat_rows(flat, width, out_h, out_w, acc);
 }
 
+// A plane's requantization in lanes.
+struct PlaneLanes512 {
+  RequantLanes512 k;
+  __m128i acc_shift;
+  __m512i bias;
+};
+
+PROM_AVX512_VNNI inline PlaneLanes512 plane_lanes512(const PlaneRequant& r) {
+  return {requant_lanes512(r.multiplier, r.right_shift, r.lo, r.hi), _mm_cvtsi32_si128(r.acc_shift),
+          _mm512_set1_epi32(r.bias)};
+}
+
 // Requantizes 16 accumulators in registers (requantize16) and stores the `left` valid codes as int16.
 PROM_AVX512_VNNI __attribute__((always_inline)) inline void store_requantized16(int16_t* out, int64_t left, __m512i acc,
-                                                                                 const RequantLanes512& k,
-                                                                                 __m128i acc_shift, __m512i bias) {
-  const __m512i codes = requantize16(_mm512_add_epi32(_mm512_sll_epi32(acc, acc_shift), bias), k);
-  _mm256_mask_storeu_epi16(out, tail_mask(left), _mm512_cvtepi32_epi16(codes));
+                                                                                 const PlaneLanes512& l) {
+  store_codes16(out, requantize16(_mm512_add_epi32(_mm512_sll_epi32(acc, l.acc_shift), l.bias), l.k), left);
 }
 
 // Rows of int16 copied with masked 32-lane moves: the planes' rows are short (7 to 112 values), where
@@ -503,16 +514,14 @@ PROM_AVX512_VNNI void depthwise_plane3_avx512(const int16_t* x, int64_t width, c
                                               int64_t out_h, int64_t out_w, const PlaneRequant& r, int16_t* out) {
   __m512i taps[6];
   taps3_512(w, taps);
-  const RequantLanes512 k = requant_lanes512(r.multiplier, r.right_shift, r.lo, r.hi);
-  const __m128i acc_shift = _mm_cvtsi32_si128(r.acc_shift);
-  const __m512i bias = _mm512_set1_epi32(r.bias);
+  const PlaneLanes512 lanes = plane_lanes512(r);
   if (stride == 1 && out_w <= 16) {
     int16_t* flat = flat_codes(out_h * width + 32);
     for (int64_t q = 0; q < out_h * width; q += 32) {
       __m512i step[2];
       stride1_step512(x + q, width, taps, step);
-      store_requantized16(flat + q, 16, step[0], k, acc_shift, bias);
-      store_requantized16(flat + q + 16, 16, step[1], k, acc_shift, bias);
+      store_requantized16(flat + q, 16, step[0], lanes);
+      store_requantized16(flat + q + 16, 16, step[1], lanes);
     }
     copy_rows_avx512(flat, width, out_h, out_w, out, out_w);
     return;
@@ -521,14 +530,14 @@ PROM_AVX512_VNNI void depthwise_plane3_avx512(const int16_t* x, int64_t width, c
     int16_t* o = out + oy * out_w;
     if (stride == 2) {
       for (int64_t ox = 0; ox < out_w; ox += 16)
-        store_requantized16(o + ox, out_w - ox, stride2_step512(x, width, taps, oy, ox), k, acc_shift, bias);
+        store_requantized16(o + ox, out_w - ox, stride2_step512(x, width, taps, oy, ox), lanes);
       continue;
     }
     for (int64_t ox = 0; ox < out_w; ox += 32) {
       __m512i step[2];
       stride1_step512(x + oy * width + ox, width, taps, step);
-      store_requantized16(o + ox, out_w - ox, step[0], k, acc_shift, bias);
-      if (out_w - ox > 16) store_requantized16(o + ox + 16, out_w - ox - 16, step[1], k, acc_shift, bias);
+      store_requantized16(o + ox, out_w - ox, step[0], lanes);
+      if (out_w - ox > 16) store_requantized16(o + ox + 16, out_w - ox - 16, step[1], lanes);
     }
   }
 }

@@ -15,6 +15,7 @@ namespace prom::infer::kernels {
 using quant::arith::requant_lanes512;
 using quant::arith::RequantLanes512;
 using quant::arith::requantize16;
+using quant::arith::store_codes16;
 #endif
 
 void pack_input_pairs(const int16_t* x, int64_t plane, int64_t in_channels, int64_t p0, int64_t count, int16_t* xp) {
@@ -61,15 +62,38 @@ void pack_quads_portable(const int16_t* x, int64_t plane, int64_t count, int64_t
 }
 
 #ifdef PROM_X86
-// 16 pixels at a time: each channel's codes widened to int32 lanes, their low bytes (offset by an
-// exclusive or with 0x80, which adds 128 to int8 codes modulo 256) shifted into place.
+// 32 codes of channel j of the quad's planes; zeros past the last channel.
+__attribute__((target("avx512f"))) inline __m512i channel32(const int16_t* a, int64_t plane, int64_t channels, int64_t j,
+                                                          int64_t p) {
+  return j < channels ? _mm512_loadu_si512(a + j * plane + p) : _mm512_setzero_si512();
+}
+
+// 32 pixels at a time: two channels' low bytes merged into one word per pixel (c0 | c1 << 8, and
+// c2 | c3 << 8), the two words of each pixel interleaved by vpermt2w into its 4-byte quad, signed
+// codes offset by an exclusive or with 0x80 (which adds 128 modulo 256). 16-pixel steps widened to
+// int32 lanes take the rest but the last few.
 __attribute__((target("avx512f,avx512bw"))) void pack_quads_avx512(const int16_t* x, int64_t plane, int64_t count,
                                                                    int64_t in_channels, bool offset, int64_t k,
                                                                    uint8_t* out) {
   const int64_t channels = std::min<int64_t>(4, in_channels - 4 * k);
-  const __m512i low_byte = _mm512_set1_epi32(0xFF), flip = _mm512_set1_epi32(offset ? 0x80 : 0);
   const int16_t* a = x + 4 * k * plane;
+  const auto flip_of = [&](int64_t j) { return offset && j < channels ? 0x80 << (8 * (j % 2)) : 0; };
+  const __m512i flip01 = _mm512_set1_epi16(static_cast<int16_t>(flip_of(0) | flip_of(1)));
+  const __m512i flip23 = _mm512_set1_epi16(static_cast<int16_t>(flip_of(2) | flip_of(3)));
+  const __m512i low_byte16 = _mm512_set1_epi16(0xFF);
+  alignas(64) int16_t order_lo[32], order_hi[32];  // pixel i's two words: w01[i], w23[i]
+  for (int i = 0; i < 16; ++i) order_lo[2 * i] = i, order_lo[2 * i + 1] = 32 + i, order_hi[2 * i] = 16 + i, order_hi[2 * i + 1] = 48 + i;
+  const __m512i lo_order = _mm512_load_si512(order_lo), hi_order = _mm512_load_si512(order_hi);
   int64_t p = 0;
+  for (; p + 32 <= count; p += 32) {
+    const __m512i w01 = _mm512_xor_si512(
+        _mm512_or_si512(_mm512_and_si512(channel32(a, plane, channels, 0, p), low_byte16), _mm512_slli_epi16(channel32(a, plane, channels, 1, p), 8)), flip01);
+    const __m512i w23 = _mm512_xor_si512(
+        _mm512_or_si512(_mm512_and_si512(channel32(a, plane, channels, 2, p), low_byte16), _mm512_slli_epi16(channel32(a, plane, channels, 3, p), 8)), flip23);
+    _mm512_storeu_si512(out + 4 * p, _mm512_permutex2var_epi16(w01, lo_order, w23));
+    _mm512_storeu_si512(out + 4 * p + 64, _mm512_permutex2var_epi16(w01, hi_order, w23));
+  }
+  const __m512i low_byte = _mm512_set1_epi32(0xFF), flip = _mm512_set1_epi32(offset ? 0x80 : 0);
   for (; p + 16 <= count; p += 16) {
     __m512i word = _mm512_setzero_si512();
     for (int64_t j = 0; j < channels; ++j) {
@@ -184,12 +208,20 @@ __attribute__((target("avx2"))) void tile_avx2(const int16_t* xp, int64_t padded
 struct PairDot {
   using Code = int16_t;
   static constexpr int kPerLane = 2;  // channels per int32 lane
-  PROM_VNNI static __m512i dot(__m512i acc, __m512i x, __m512i w) { return _mm512_dpwssd_epi32(acc, x, w); }
+  PROM_VNNI static __m512i dot(__m512i acc, __m512i x, __m512i w) {
+    asm("vpdpwssd %2, %1, %0" : "+v"(acc) : "v"(x), "v"(w));  // see QuadDot
+    return acc;
+  }
 };
 struct QuadDot {
   using Code = uint8_t;
   static constexpr int kPerLane = 4;
-  PROM_VNNI static __m512i dot(__m512i acc, __m512i x, __m512i w) { return _mm512_dpbusd_epi32(acc, x, w); }
+  PROM_VNNI static __m512i dot(__m512i acc, __m512i x, __m512i w) {
+    // Written as asm with the accumulator tied ("+v"): GCC 12 compiles _mm512_dpbusd_epi32 in the
+    // 16-accumulator tile with two register moves per product and reloads (a third of the loop).
+    asm("vpdpbusd %2, %1, %0" : "+v"(acc) : "v"(x), "v"(w));
+    return acc;
+  }
 };
 
 // 4 rows x V vectors of 16 pixels: up to 16 zmm accumulators, each row's starting at start[r] (0
@@ -229,13 +261,11 @@ template <int V>
 PROM_VNNI __attribute__((always_inline)) inline void store_requantized_avx512(__m512i (&a)[kTileRows][V], const TileOutput& o) {
   const __m128i acc_shift = _mm_cvtsi32_si128(o.acc_shift);
   for (int r = 0; r < kTileRows && r < o.rows; ++r) {
-    const RequantLanes512 k = requant_lanes512(o.multiplier[r], o.right_shift[r], o.lo, o.hi);
     const __m512i bias = _mm512_set1_epi32(o.bias[r]);
+    const RequantLanes512 k = requant_lanes512(o.multiplier[r], o.right_shift[r], o.lo, o.hi);
     for (int v = 0; v < V && 16 * v < o.pixels; ++v) {
-      const int64_t left = o.pixels - 16 * v;
       const __m512i codes = requantize16(_mm512_add_epi32(_mm512_sll_epi32(a[r][v], acc_shift), bias), k);
-      const __mmask16 m = left >= 16 ? __mmask16(0xFFFF) : static_cast<__mmask16>((1u << left) - 1);
-      _mm256_mask_storeu_epi16(o.out + r * o.plane + 16 * v, m, _mm512_cvtepi32_epi16(codes));
+      store_codes16(o.out + r * o.plane + 16 * v, codes, o.pixels - 16 * v);
     }
   }
 }

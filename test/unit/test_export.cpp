@@ -449,21 +449,35 @@ TEST_CASE("at::parallel_for in prom's code runs on several threads (prom compile
   CHECK(seen.size() == 2);
 }
 
-TEST_CASE("parallel and serial engines on every path, and every conv plane kernel (depthwise requantized too), give identical integers", "[export]") {
+TEST_CASE("image-parallel, channel-parallel and serial engines on every path, and every conv plane kernel (depthwise "
+          "requantized too), give identical integers and counts",
+          "[export]") {
   QatFixture f;
   auto m = f.exported();
   const int threads = torch::get_num_threads();
-  torch::set_num_threads(std::max(2, threads));  // the parallel path splits output channels
-  infer::IntegerEngine portable(m, engine_options(infer::kernels::Isa::kPortable, false));
-  auto codes = portable.quantize_input(f.images.slice(0, 0, 6));
-  auto expected = portable.run(codes);
-  for (auto isa : available_isas()) {
-    INFO(infer::kernels::isa_name(isa));
-    infer::IntegerEngine parallel(m, engine_options(isa)), serial(m, engine_options(isa, false));
-    CHECK(torch::equal(parallel.run(codes), expected));
-    CHECK(torch::equal(serial.run(codes), expected));
-    for (size_t i = 0; i < m.activations.size(); ++i) CHECK(parallel.activation(i) == portable.activation(i));
-    for (size_t i = 0; i < parallel.counts().size(); ++i) CHECK(parallel.counts()[i].counts == serial.counts()[i].counts);
+  torch::set_num_threads(2);  // the parallel paths split output channels, or images from 2 per thread
+  for (int64_t batch : {1, 5, 6}) {  // batch 1 splits channels; 5 and 6 images (2 + 3, 3 + 3) per thread
+    infer::IntegerEngine portable(m, engine_options(infer::kernels::Isa::kPortable, false));
+    auto codes = portable.quantize_input(f.images.slice(0, 0, batch));
+    auto expected = portable.run(codes);
+    for (auto isa : available_isas()) {
+      INFO(infer::kernels::isa_name(isa) << ", batch " << batch);
+      auto channels_options = engine_options(isa);
+      channels_options.image_parallel = false;
+      infer::IntegerEngine parallel(m, engine_options(isa)), channels(m, channels_options),
+          serial(m, engine_options(isa, false));
+      CHECK(torch::equal(parallel.run(codes), expected));
+      CHECK(torch::equal(channels.run(codes), expected));
+      CHECK(torch::equal(serial.run(codes), expected));
+      for (size_t i = 0; i < m.activations.size(); ++i) CHECK(parallel.activation(i) == portable.activation(i));
+      for (size_t i = 0; i < parallel.counts().size(); ++i) {
+        CHECK(parallel.counts()[i].counts == portable.counts()[i].counts);
+        CHECK(channels.counts()[i].counts == portable.counts()[i].counts);
+      }
+      parallel.reset_counts();  // a second batch on the same workers: counts restart, integers repeat
+      CHECK(torch::equal(parallel.run(codes), expected));
+      for (size_t i = 0; i < parallel.counts().size(); ++i) CHECK(parallel.counts()[i].counts == portable.counts()[i].counts);
+    }
   }
   torch::set_num_threads(threads);
   // Stem/depthwise planes: odd sizes (wide rows, and narrow ones that the vector 3x3 kernels run
@@ -608,6 +622,15 @@ TEST_CASE("the AVX2 and AVX-512 requantizations equal quant::arith::requantize o
     std::vector<int16_t> out(ties.size());
     infer::kernels::requantize(ties.data(), static_cast<int64_t>(ties.size()), 0, 0, 1 << 30, 31, -128, 127, out.data(), isa);
     CHECK(out == std::vector<int16_t>{0, 2, 2, 0, -2, -2, 4, 4, 6, 6, -4, -4, 1, 2, 0, -1});
+  }
+  // The same at shift 32 (the AVX-512 path that clamps in int32 lanes): v / 4, ties at v = 2 mod 4.
+  std::vector<int32_t> quarter_ties = {2, 6, 10, 14, -2, -6, -10, -14, 1, 3, 5, 7, -1, -3, -5, 4};
+  for (auto isa : available_isas()) {
+    INFO(infer::kernels::isa_name(isa));
+    std::vector<int16_t> out(quarter_ties.size());
+    infer::kernels::requantize(quarter_ties.data(), static_cast<int64_t>(quarter_ties.size()), 0, 0, 1 << 30, 32, -128,
+                               127, out.data(), isa);
+    CHECK(out == std::vector<int16_t>{0, 2, 2, 4, 0, -2, -2, -4, 0, 1, 1, 2, 0, -1, -1, 1});
   }
   INFO(compared << " values compared");
   CHECK(compared > 20000);
