@@ -81,15 +81,18 @@ __attribute__((target("avx512f,avx512bw"))) void pack_quads_avx512(const int16_t
   const __m512i flip01 = _mm512_set1_epi16(static_cast<int16_t>(flip_of(0) | flip_of(1)));
   const __m512i flip23 = _mm512_set1_epi16(static_cast<int16_t>(flip_of(2) | flip_of(3)));
   const __m512i low_byte16 = _mm512_set1_epi16(0xFF);
-  alignas(64) int16_t order_lo[32], order_hi[32];  // pixel i's two words: w01[i], w23[i]
-  for (int i = 0; i < 16; ++i) order_lo[2 * i] = i, order_lo[2 * i + 1] = 32 + i, order_hi[2 * i] = 16 + i, order_hi[2 * i + 1] = 48 + i;
-  const __m512i lo_order = _mm512_load_si512(order_lo), hi_order = _mm512_load_si512(order_hi);
+  // Pixel i's two words, w01[i] and w23[i] (index 32 + i), for pixels 0-15 and 16-31.
+  alignas(64) static constexpr int16_t kOrderLo[32] = {0, 32, 1, 33, 2,  34, 3,  35, 4,  36, 5,  37, 6,  38, 7,  39,
+                                                       8, 40, 9, 41, 10, 42, 11, 43, 12, 44, 13, 45, 14, 46, 15, 47};
+  alignas(64) static constexpr int16_t kOrderHi[32] = {16, 48, 17, 49, 18, 50, 19, 51, 20, 52, 21, 53, 22, 54, 23, 55,
+                                                       24, 56, 25, 57, 26, 58, 27, 59, 28, 60, 29, 61, 30, 62, 31, 63};
+  const __m512i lo_order = _mm512_load_si512(kOrderLo), hi_order = _mm512_load_si512(kOrderHi);
   int64_t p = 0;
   for (; p + 32 <= count; p += 32) {
-    const __m512i w01 = _mm512_xor_si512(
-        _mm512_or_si512(_mm512_and_si512(channel32(a, plane, channels, 0, p), low_byte16), _mm512_slli_epi16(channel32(a, plane, channels, 1, p), 8)), flip01);
-    const __m512i w23 = _mm512_xor_si512(
-        _mm512_or_si512(_mm512_and_si512(channel32(a, plane, channels, 2, p), low_byte16), _mm512_slli_epi16(channel32(a, plane, channels, 3, p), 8)), flip23);
+    const __m512i c0 = channel32(a, plane, channels, 0, p), c1 = channel32(a, plane, channels, 1, p);
+    const __m512i c2 = channel32(a, plane, channels, 2, p), c3 = channel32(a, plane, channels, 3, p);
+    const __m512i w01 = _mm512_xor_si512(_mm512_or_si512(_mm512_and_si512(c0, low_byte16), _mm512_slli_epi16(c1, 8)), flip01);
+    const __m512i w23 = _mm512_xor_si512(_mm512_or_si512(_mm512_and_si512(c2, low_byte16), _mm512_slli_epi16(c3, 8)), flip23);
     _mm512_storeu_si512(out + 4 * p, _mm512_permutex2var_epi16(w01, lo_order, w23));
     _mm512_storeu_si512(out + 4 * p + 64, _mm512_permutex2var_epi16(w01, hi_order, w23));
   }
@@ -261,8 +264,8 @@ template <int V>
 PROM_VNNI __attribute__((always_inline)) inline void store_requantized_avx512(__m512i (&a)[kTileRows][V], const TileOutput& o) {
   const __m128i acc_shift = _mm_cvtsi32_si128(o.acc_shift);
   for (int r = 0; r < kTileRows && r < o.rows; ++r) {
-    const __m512i bias = _mm512_set1_epi32(o.bias[r]);
     const RequantLanes512 k = requant_lanes512(o.multiplier[r], o.right_shift[r], o.lo, o.hi);
+    const __m512i bias = _mm512_set1_epi32(o.bias[r]);
     for (int v = 0; v < V && 16 * v < o.pixels; ++v) {
       const __m512i codes = requantize16(_mm512_add_epi32(_mm512_sll_epi32(a[r][v], acc_shift), bias), k);
       store_codes16(o.out + r * o.plane + 16 * v, codes, o.pixels - 16 * v);

@@ -64,24 +64,16 @@ __attribute__((target("avx512f"))) inline __m512i requantize16(__m512i v, const 
   return _mm512_mask_blend_epi32(0xAAAA, even_clamped, _mm512_slli_epi64(odd_clamped, 32));
 }
 
-// 16 int16 codes stored, the first `count` of them (1 to 16).
-__attribute__((target("avx512f,avx512bw,avx512vl"))) inline void store_int16x16(int16_t* out, __m256i codes, int64_t count) {
-  if (count >= 16) _mm256_storeu_si256(reinterpret_cast<__m256i*>(out), codes);
-  else _mm256_mask_storeu_epi16(out, static_cast<__mmask16>((1u << count) - 1), codes);
-}
-
-// 16 codes in int32 lanes (each within int16) narrowed to int16 in registers (vpackssdw, vpermq):
-// cvtepi32_epi16 followed by a store compiles to vpmovdw with a memory operand, which AMD Zen 4
-// runs microcoded; in the engine's profile (MobileNetV2, batch 32) that one store took 16% of the
-// 1x1 tiles' samples.
-__attribute__((target("avx512f,avx512bw,avx512vl"))) inline __m256i narrow16(__m512i codes) {
-  return _mm512_castsi512_si256(
-      _mm512_permutexvar_epi64(_mm512_setr_epi64(0, 2, 4, 6, 1, 3, 5, 7), _mm512_packs_epi32(codes, codes)));
-}
-
+// 16 codes in int32 lanes (each within int16) narrowed to int16, and the first `count` of them
+// (1 to 16) stored. Narrowed in registers (vpackssdw, vpermq): cvtepi32_epi16 followed by a store
+// compiles to vpmovdw with a memory operand, which AMD Zen runs microcoded; in the engine's profile
+// (MobileNetV2, batch 32) that one store took 16% of the 1x1 tiles' samples.
 __attribute__((target("avx512f,avx512bw,avx512vl"))) inline void store_codes16(int16_t* out, __m512i codes,
                                                                                  int64_t count) {
-  store_int16x16(out, narrow16(codes), count);
+  const __m256i in_order = _mm512_castsi512_si256(
+      _mm512_permutexvar_epi64(_mm512_setr_epi64(0, 2, 4, 6, 1, 3, 5, 7), _mm512_packs_epi32(codes, codes)));
+  if (count >= 16) _mm256_storeu_si256(reinterpret_cast<__m256i*>(out), in_order);
+  else _mm256_mask_storeu_epi16(out, static_cast<__mmask16>((1u << count) - 1), in_order);
 }
 
 // arith::rounding_shift_right with a shift per lane, any |p| < 2^63: floor(p / 2^s) rounded up when
