@@ -33,6 +33,20 @@ bool fills_vectors_per_plane(const IntOp& op, kernels::Isa isa) {
   return isa != kernels::Isa::kPortable && op.kernel == 3 && (op.stride == 1 || op.stride == 2);
 }
 
+// Each output channel's requantization in the folded form of the AVX-512 tiles, precomputed, when
+// every channel folds and the clamp lies within int16; else empty (the tiles then fold per tile).
+std::vector<quant::arith::FoldedRequant> fold_requantizations(const IntOp& op) {
+  std::vector<quant::arith::FoldedRequant> folded(op.out_channels);
+  if (op.clamp_lo < INT16_MIN || op.clamp_hi > INT16_MAX) return {};
+  const auto bias = op.bias.accessor<int32_t, 1>();
+  const auto mult = op.multiplier.accessor<int32_t, 1>();
+  const auto shift = op.right_shift.accessor<int32_t, 1>();
+  for (int64_t c = 0; c < op.out_channels; ++c)
+    if (!quant::arith::fold_requantization(static_cast<int32_t>(op.acc_shift), bias[c], {mult[c], shift[c]}, &folded[c]))
+      return {};
+  return folded;
+}
+
 kernels::Isa engine_isa(const EngineOptions& options) {
   const kernels::Isa best = kernels::best_isa();
   if (!options.allow_avx2) return kernels::Isa::kPortable;
@@ -62,6 +76,7 @@ IntegerEngine::IntegerEngine(graph::IntModel model, EngineOptions options)
   weight_pairs_.resize(model_.ops.size());
   weight_quads_.resize(model_.ops.size());
   tables_.resize(model_.ops.size());
+  folded_.resize(model_.ops.size());
   size_t max_pixels = 0, max_padded = 0;
   for (size_t i = 0; i < model_.ops.size(); ++i) {
     const IntOp& op = model_.ops[i];
@@ -74,7 +89,8 @@ IntegerEngine::IntegerEngine(graph::IntModel model, EngineOptions options)
     if (op.kind == OpKind::kConv && !is_pointwise(op) && !(is_depthwise(op) && fills_vectors_per_plane(op, isa_)))
       max_padded = std::max<size_t>(max_padded, in.channels * ((in.height + 2 * op.padding) * (in.width + 2 * op.padding) +
                                                                kernels::kPlaneSlack));
-    if (op.kind == OpKind::kLinear && isa_ != kernels::Isa::kPortable) {
+    const bool byte_codes = isa_ == kernels::Isa::kAvx512Vnni && byte_dot_;  // vpdpbusd on 8-bit codes
+    if (op.kind == OpKind::kLinear && isa_ != kernels::Isa::kPortable && !byte_codes) {
       // The classifier's weights take the packed input's place (classes are the vector lanes) and
       // the images' codes the broadcast weights': batch 1 fills whole vectors.
       torch::Tensor wt = op.weight.reshape({op.out_channels, op.in_channels}).t().to(torch::kInt16).contiguous();
@@ -86,12 +102,18 @@ IntegerEngine::IntegerEngine(graph::IntModel model, EngineOptions options)
       image_words_.resize(std::max<size_t>(image_words_.size(), ((capacity_ + kernels::kTileRows - 1) / kernels::kTileRows) *
                                                                     kernels::kTileRows * pairs));
     }
-    if (is_pointwise(op) && isa_ == kernels::Isa::kAvx512Vnni && byte_dot_) {  // 8-bit codes, vpdpbusd
+    if (op.kind == OpKind::kLinear && byte_codes) {  // linear_quads
+      classifier_quads_.resize(model_.ops.size());
+      classifier_quads_[i] = kernels::pack_classifier_quads(op.weight.contiguous().data_ptr<int8_t>(), op.out_channels,
+                                                            op.in_channels, !in.is_unsigned);
+    }
+    if (is_pointwise(op) && byte_codes) {  // 8-bit codes, vpdpbusd
       weight_quads_[i] = kernels::pack_weight_quads(op.weight.contiguous().data_ptr<int8_t>(), op.out_channels,
                                                     op.in_channels, !in.is_unsigned);
     } else if (is_pointwise(op) && isa_ != kernels::Isa::kPortable) {  // int16 pairs, madd
       weight_pairs_[i] = kernels::pack_weight_pairs(op.weight.contiguous().data_ptr<int8_t>(), op.out_channels, op.in_channels);
     }
+    if (is_pointwise(op) && isa_ == kernels::Isa::kAvx512Vnni) folded_[i] = fold_requantizations(op);
     if (op.table.defined()) {
       torch::Tensor t = op.table.to(torch::kInt16).contiguous();
       tables_[i].assign(t.data_ptr<int16_t>(), t.data_ptr<int16_t>() + 256);
@@ -150,6 +172,13 @@ int32_t* thread_acc(int64_t n) {
   thread_local std::vector<int32_t> acc;
   if (static_cast<int64_t>(acc.size()) < n) acc.resize(n);
   return acc.data();
+}
+
+// Byte scratch of the calling thread (a padded plane of 8-bit codes), at least `n` values.
+uint8_t* thread_bytes(int64_t n) {
+  thread_local std::vector<uint8_t> bytes;
+  if (static_cast<int64_t>(bytes.size()) < n) bytes.resize(n);
+  return bytes.data();
 }
 
 // Code scratch of the calling thread (a padded plane), at least `n` values.
@@ -280,6 +309,7 @@ struct IntegerEngine::ConvPlanes {
   const int32_t *bias, *mult, *shift;
   int32_t lo, hi, acc_shift;
   kernels::Isa isa;
+  const quant::arith::FoldedRequant* folded;  // every channel's, or nullptr (pointwise_dot.h: TileOutput)
   void requantize(const int32_t* acc, int64_t c) const {
     kernels::requantize(acc, out_pixels, acc_shift, bias[c], mult[c], shift[c], lo, hi, y + c * out_pixels, isa);
   }
@@ -291,7 +321,8 @@ void IntegerEngine::conv(const IntOp& op, size_t index) {
   const ConvPlanes p{acts_[op.input].data(), acts_[op.output].data(), batch_ * in.height * in.width,
                      batch_ * out.height * out.width,
                      op.bias.data_ptr<int32_t>(), op.multiplier.data_ptr<int32_t>(), op.right_shift.data_ptr<int32_t>(),
-                     op.clamp_lo, op.clamp_hi, static_cast<int32_t>(op.acc_shift), isa_};
+                     op.clamp_lo, op.clamp_hi, static_cast<int32_t>(op.acc_shift), isa_,
+                     folded_[index].empty() ? nullptr : folded_[index].data()};
   OpCounts& counts = counts_[index].counts;
   if (is_ternary_pointwise(op)) {
     // The op counts describe the reference kernel (additions of the non-zero weights' inputs); the
@@ -410,7 +441,8 @@ void for_pointwise_blocks(bool parallel, const IntOp& op, const Planes& p, int64
       if (b != packed) pack(p0, count, block.data()), packed = b;
       const kernels::TileOutput out{p.bias + c0, p.mult + c0, p.shift + c0, p.acc_shift, p.lo, p.hi,
                                     p.y + c0 * p.out_pixels + p0, p.out_pixels,
-                                    std::min(kTileRows, op.out_channels - c0), count};
+                                    std::min(kTileRows, op.out_channels - c0), count,
+                                    p.folded != nullptr ? p.folded + c0 : nullptr};
       tile(c0, block.data(), padded, static_cast<int>(padded / 16), out);
     }
   });
@@ -483,19 +515,15 @@ void IntegerEngine::conv_general(const IntOp& op, const ConvPlanes& p) {
   const int8_t* w = op.weight.data_ptr<int8_t>();
   const int64_t k = op.kernel, s = op.stride, out_pixels = out.height * out.width;
   const int64_t in_per_group = op.in_channels / op.groups, out_per_group = op.out_channels / op.groups;
-  const int64_t max_pixels = max_pixels_ * images;
-  auto convolve = [&](int64_t c0, int64_t c1) {
-    int32_t* acc = thread_acc(max_pixels);
+  auto convolve = [&](int64_t c0, int64_t c1) {  // each image's plane of output channel c from its group's planes
+    int32_t* acc = thread_acc(out_pixels);
     for (int64_t c = c0; c < c1; ++c) {
-      const int64_t g = c / out_per_group;
-      std::fill(acc, acc + p.out_pixels, 0);
-      for (int64_t ci = 0; ci < in_per_group; ++ci) {
-        const int64_t ic = g * in_per_group + ci;
-        for (int64_t b = 0; b < images; ++b)
-          kernels::conv_plane(padded + (ic * images + b) * stride, pw, w + (c * in_per_group + ci) * k * k, k, s,
-                              out.height, out.width, acc + b * out_pixels, p.isa);
-      }
-      p.requantize(acc, c);
+      const int64_t first = (c / out_per_group) * in_per_group;  // the group's first input channel
+      const kernels::PlaneRequant r{p.acc_shift, p.bias[c], p.mult[c], p.shift[c], p.lo, p.hi};
+      for (int64_t b = 0; b < images; ++b)
+        kernels::conv_planes_requantized(padded + (first * images + b) * stride, images * stride, in_per_group, pw,
+                                         w + c * in_per_group * k * k, k, s, out.height, out.width, r, acc,
+                                         p.y + c * p.out_pixels + b * out_pixels, p.isa);
     }
   };
   for_channels(parallel_, in.channels, images * plane, pad_channels);
@@ -512,17 +540,30 @@ void IntegerEngine::conv_depthwise(const IntOp& op, const ConvPlanes& p) {
   const int64_t pad = op.padding, pw = in.width + 2 * pad, plane = (in.height + 2 * pad) * pw;
   const int64_t k = op.kernel, in_pixels = in.height * in.width, out_pixels = out.height * out.width;
   const int8_t* w = op.weight.data_ptr<int8_t>();
+  const bool offset = !in.is_unsigned;  // signed codes as bytes: +128, and the padding at 128
   for_channels(parallel_, op.out_channels, batch_ * (plane + k * k * out_pixels), [&](int64_t c0, int64_t c1) {
     int16_t* padded = thread_codes(plane + kernels::kPlaneSlack);
     int32_t* acc = thread_acc(out_pixels);
     std::fill(padded, padded + plane + kernels::kPlaneSlack, 0);
+    uint8_t* padded_bytes = nullptr;  // the 8-bit kernel's copy (kernels::depthwise_plane3_bytes)
     for (int64_t c = c0; c < c1; ++c) {
       const kernels::PlaneRequant r{p.acc_shift, p.bias[c], p.mult[c], p.shift[c], p.lo, p.hi};
+      const bool bytes = k == 3 && kernels::depthwise_bytes_apply(op.stride, r, p.isa);
+      if (bytes && padded_bytes == nullptr) {
+        padded_bytes = thread_bytes(plane + kernels::kByteSlack);
+        std::fill(padded_bytes, padded_bytes + plane + kernels::kByteSlack, offset ? 128 : 0);
+      }
       for (int64_t b = 0; b < batch_; ++b) {
-        kernels::copy_rows(p.x + (c * batch_ + b) * in_pixels, in.width, in.height, in.width, padded + pad * pw + pad, pw,
-                           p.isa);
-        kernels::depthwise_plane(padded, pw, w + c * k * k, k, op.stride, out.height, out.width, r, acc,
-                                 p.y + c * p.out_pixels + b * out_pixels, p.isa);
+        const int16_t* codes = p.x + (c * batch_ + b) * in_pixels;
+        int16_t* plane_out = p.y + c * p.out_pixels + b * out_pixels;
+        if (bytes) {
+          kernels::copy_rows_bytes(codes, in.width, in.height, in.width, padded_bytes + pad * pw + pad, pw, offset, p.isa);
+          kernels::depthwise_plane3_bytes(padded_bytes, pw, w + c * k * k, offset, op.stride, out.height, out.width, r,
+                                          plane_out, p.isa);
+          continue;
+        }
+        kernels::copy_rows(codes, in.width, in.height, in.width, padded + pad * pw + pad, pw, p.isa);
+        kernels::depthwise_plane(padded, pw, w + c * k * k, k, op.stride, out.height, out.width, r, acc, plane_out, p.isa);
       }
     }
   });
@@ -596,7 +637,9 @@ void IntegerEngine::linear(const IntOp& op, size_t index, int32_t* logits) {
   const int8_t* w = op.weight.data_ptr<int8_t>();
   const int32_t* bias = op.bias.data_ptr<int32_t>();
   const int64_t images = batch_, in = op.in_channels, classes = op.out_channels;
-  if (isa_ != kernels::Isa::kPortable) {
+  if (index < classifier_quads_.size() && !classifier_quads_[index].words.empty()) {
+    linear_quads(op, index, logits);
+  } else if (isa_ != kernels::Isa::kPortable) {
     linear_dot(op, index, logits);
   } else if (images < 8) {  // a few images: one dot product per class, over the (strided) inputs
     for (int64_t b = 0; b < images; ++b)
@@ -648,6 +691,22 @@ void IntegerEngine::linear_dot(const IntOp& op, size_t index, int32_t* logits) {
                    }
                  }
                });
+}
+
+// The classifier on 8-bit codes, image by image, classes as the vector lanes (pointwise_dot.h).
+void IntegerEngine::linear_quads(const IntOp& op, size_t index, int32_t* logits) {
+  const kernels::ClassifierQuads& q = classifier_quads_[index];
+  const int16_t* x = acts_[op.input].data();  // [C][image]
+  const int32_t* bias = op.bias.data_ptr<int32_t>();
+  const int64_t images = batch_, classes = op.out_channels;
+  for_channels(parallel_, images, op.in_channels * classes, [&](int64_t b0, int64_t b1) {
+    int32_t* acc = thread_acc(kernels::padded_pixels(classes));
+    for (int64_t b = b0; b < b1; ++b) {
+      kernels::classifier_quads(q, x + b, images, acc, isa_);
+      for (int64_t c = 0; c < classes; ++c)
+        logits[b * classes + c] = acc[c] * (int32_t{1} << op.acc_shift) + bias[c];  // fits int32: the loader checks
+    }
+  });
 }
 
 // Per class, the inner loop runs over the batch's images (contiguous in [C][image]) and vectorizes.

@@ -83,6 +83,7 @@ class IntegerEngine {
   void linear(const graph::IntOp& op, size_t index, int32_t* logits);
   void linear_images_inner(const graph::IntOp& op, int32_t* logits);
   void linear_dot(const graph::IntOp& op, size_t index, int32_t* logits);
+  void linear_quads(const graph::IntOp& op, size_t index, int32_t* logits);
 
   graph::IntModel model_;
   EngineOptions options_;
@@ -99,7 +100,9 @@ class IntegerEngine {
   std::vector<std::vector<int32_t>> weight_pairs_;  // per 1x1 op on the int16 dot-product path: packed weights
   std::vector<kernels::QuadWeights> weight_quads_;  // per 1x1 op on the 8-bit (AVX-512 VNNI) path
   std::vector<std::vector<int16_t>> classifier_pairs_;  // per linear op: its weights packed as a tile's input
+  std::vector<kernels::ClassifierQuads> classifier_quads_;  // per linear op on the 8-bit path (linear_quads)
   std::vector<int32_t> image_words_;  // the classifier's input codes packed as a tile's weight pairs
+  std::vector<std::vector<quant::arith::FoldedRequant>> folded_;  // per 1x1 op whose channels all fold, else empty
   std::vector<int16_t> padded_;  // zero-padded input planes of a stem/depthwise convolution: [C][image][plane]
   int64_t max_pixels_ = 0;       // output pixels of the largest layer, per image (accumulator scratch per thread)
   std::vector<LayerCounts> counts_;

@@ -15,11 +15,13 @@
 namespace prom::infer::kernels {
 
 #ifdef PROM_X86
+using quant::arith::acc_lanes512;
+using quant::arith::AccLanes512;
 using quant::arith::requant_lanes512;
 using quant::arith::RequantLanes512;
-using quant::arith::requantize16;
+using quant::arith::requantize_acc32;
 using quant::arith::round_shift_clamp512;
-using quant::arith::store_codes16;
+using quant::arith::store_codes32;
 #endif
 
 Isa best_isa() {
@@ -245,18 +247,19 @@ __attribute__((target("avx2"))) int64_t requantize_avx2(const int32_t* acc, int6
   return p;
 }
 
-// quant::arith::requantize, 16 values per step (quant/requantize_avx512.h).
+// quant::arith::requantize, 32 values per step and a last 16 (quant/requantize_avx512.h).
 __attribute__((target("avx512f,avx512bw,avx512vl"))) int64_t requantize_avx512(const int32_t* acc, int64_t n, int32_t acc_shift,
                                                                       int32_t bias, int32_t multiplier,
                                                                       int32_t right_shift, int32_t lo, int32_t hi,
                                                                       int16_t* out) {
-  const RequantLanes512 k = requant_lanes512(multiplier, right_shift, lo, hi);
-  const __m128i acc_shift_count = _mm_cvtsi32_si128(acc_shift);
-  const __m512i bias_v = _mm512_set1_epi32(bias);
+  const AccLanes512 l = acc_lanes512(acc_shift, bias, multiplier, right_shift, lo, hi);
   int64_t p = 0;
-  for (; p + 16 <= n; p += 16) {
-    const __m512i v = _mm512_add_epi32(_mm512_sll_epi32(_mm512_loadu_si512(acc + p), acc_shift_count), bias_v);
-    store_codes16(out + p, requantize16(v, k), 16);
+  for (; p + 32 <= n; p += 32)
+    store_codes32(out + p, requantize_acc32<false>(_mm512_loadu_si512(acc + p), _mm512_loadu_si512(acc + p + 16), l), 32);
+  if (p + 16 <= n) {
+    const __m512i last = _mm512_loadu_si512(acc + p);
+    store_codes32(out + p, requantize_acc32<false>(last, last, l), 16);
+    p += 16;
   }
   return p;
 }
@@ -372,10 +375,10 @@ __attribute__((target("avx512f"))) inline void accumulate_masked(int32_t* a, __m
   _mm512_mask_storeu_epi32(a, m, _mm512_add_epi32(_mm512_maskz_loadu_epi32(m, a), v));
 }
 
-// 32 stride-1 outputs of a 3x3 plane from the row at x (and the 2 below): even outputs from the
-// loads at columns 0 and 2, odd ones from 1 and 3, interleaved back into output order in out[0..1].
-__attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni"), always_inline)) inline void stride1_step512(
-    const int16_t* x, int64_t width, const __m512i* taps, __m512i* out) {
+// 32 stride-1 outputs of a 3x3 plane from the row at x (and the 2 below): the even outputs (0, 2,
+// .., 30) from the loads at columns 0 and 2 into sums[0], the odd ones from 1 and 3 into sums[1].
+__attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni"), always_inline)) inline void stride1_sums512(
+    const int16_t* x, int64_t width, const __m512i* taps, __m512i* sums) {
   __m512i even = _mm512_setzero_si512(), odd = _mm512_setzero_si512();
   for (int ky = 0; ky < 3; ++ky) {
     const int16_t* r = x + ky * width;
@@ -384,11 +387,22 @@ __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni"), always_inline)) i
     odd = _mm512_dpwssd_epi32(odd, _mm512_loadu_si512(r + 1), taps[2 * ky]);
     odd = _mm512_dpwssd_epi32(odd, _mm512_loadu_si512(r + 3), taps[2 * ky + 1]);
   }
+  sums[0] = even;
+  sums[1] = odd;
+}
+
+// The same interleaved back into output order in out[0..1].
+__attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni"), always_inline)) inline void stride1_step512(
+    const int16_t* x, int64_t width, const __m512i* taps, __m512i* out) {
+  __m512i sums[2];
+  stride1_sums512(x, width, taps, sums);
+  const __m512i even = sums[0], odd = sums[1];
   out[0] = _mm512_permutex2var_epi32(even, _mm512_set_epi32(23, 7, 22, 6, 21, 5, 20, 4, 19, 3, 18, 2, 17, 1, 16, 0), odd);
   out[1] = _mm512_permutex2var_epi32(even, _mm512_set_epi32(31, 15, 30, 14, 29, 13, 28, 12, 27, 11, 26, 10, 25, 9, 24, 8), odd);
 }
 
 #define PROM_AVX512_VNNI __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni")))
+#define PROM_AVX512_VNNI_LAMBDA __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni"), always_inline))
 // The 3x3 weights as vpdpwssd operands, per kernel row: (w0, w1) and (w2, 0).
 PROM_AVX512_VNNI __attribute__((always_inline)) inline void taps3_512(const int8_t* w, __m512i (&taps)[6]) {
   for (int ky = 0; ky < 3; ++ky) {
@@ -454,22 +468,12 @@ PROM_AVX512_VNNI void conv_plane3_avx512(const int16_t* x, int64_t width, const 
   add_flat_rows(flat, width, out_h, out_w, acc);
 }
 
-// A plane's requantization in lanes.
-struct PlaneLanes512 {
-  RequantLanes512 k;
-  __m128i acc_shift;
-  __m512i bias;
-};
-
-PROM_AVX512_VNNI inline PlaneLanes512 plane_lanes512(const PlaneRequant& r) {
-  return {requant_lanes512(r.multiplier, r.right_shift, r.lo, r.hi), _mm_cvtsi32_si128(r.acc_shift),
-          _mm512_set1_epi32(r.bias)};
-}
-
-// Requantizes 16 accumulators in registers (requantize16) and stores the `left` valid codes as int16.
-PROM_AVX512_VNNI __attribute__((always_inline)) inline void store_requantized16(int16_t* out, int64_t left, __m512i acc,
-                                                                                 const PlaneLanes512& l) {
-  store_codes16(out, requantize16(_mm512_add_epi32(_mm512_sll_epi32(acc, l.acc_shift), l.bias), l.k), left);
+// Requantizes 32 accumulators in registers (requantize_acc32: a's then b's, or interleaved) and
+// stores the first `left` codes as int16.
+template <bool kInterleave>
+PROM_AVX512_VNNI __attribute__((always_inline)) inline void store_requantized32(int16_t* out, int64_t left, __m512i a,
+                                                                                 __m512i b, const AccLanes512& l) {
+  store_codes32(out, requantize_acc32<kInterleave>(a, b, l), left);
 }
 
 // Rows of int16 copied with masked 32-lane moves: the planes' rows are short (7 to 112 values), where
@@ -507,41 +511,169 @@ int16_t* flat_codes(int64_t n) {
   return scratch.data();
 }
 
-// conv_plane3_avx512's steps with each vector requantized in registers and stored as codes: no
-// int32 plane between a depthwise convolution and its requantization. Narrow stride-1 planes are
-// requantized flattened (virtual outputs included) into a scratch whose rows are then copied out.
-PROM_AVX512_VNNI void depthwise_plane3_avx512(const int16_t* x, int64_t width, const int8_t* w, int64_t stride,
-                                              int64_t out_h, int64_t out_w, const PlaneRequant& r, int16_t* out) {
-  __m512i taps[6];
-  taps3_512(w, taps);
-  const PlaneLanes512 lanes = plane_lanes512(r);
+// conv_plane3_avx512's steps summed over P input planes (plane_stride values apart, weights w[P][9])
+// and requantized in registers: no int32 plane between a convolution and its requantization.
+// Narrow stride-1 planes are requantized flattened (virtual outputs included) into a scratch whose
+// rows are then copied out. P = 1: a depthwise plane; P = 3: the stem's output channel.
+template <int P>
+PROM_AVX512_VNNI void planes3_requantized_avx512(const int16_t* x, int64_t plane_stride, int64_t width, const int8_t* w,
+                                                 int64_t stride, int64_t out_h, int64_t out_w, const PlaneRequant& r,
+                                                 int16_t* out) {
+  __m512i taps[P][6];
+  for (int i = 0; i < P; ++i) taps3_512(w + 9 * i, taps[i]);
+  const AccLanes512 lanes = acc_lanes512(r.acc_shift, r.bias, r.multiplier, r.right_shift, r.lo, r.hi);
+  // The even and odd stride-1 sums of 32 outputs from the row at x, over the planes.
+  const auto sums1 = [&](const int16_t* at, __m512i* sums) PROM_AVX512_VNNI_LAMBDA {
+    stride1_sums512(at, width, taps[0], sums);
+    for (int i = 1; i < P; ++i) {
+      __m512i more[2];
+      stride1_sums512(at + i * plane_stride, width, taps[i], more);
+      sums[0] = _mm512_add_epi32(sums[0], more[0]);
+      sums[1] = _mm512_add_epi32(sums[1], more[1]);
+    }
+  };
+  const auto sum2 = [&](int64_t oy, int64_t ox) PROM_AVX512_VNNI_LAMBDA {  // 16 stride-2 outputs
+    __m512i sum = stride2_step512(x, width, taps[0], oy, ox);
+    for (int i = 1; i < P; ++i) sum = _mm512_add_epi32(sum, stride2_step512(x + i * plane_stride, width, taps[i], oy, ox));
+    return sum;
+  };
+  __m512i sums[2];
   if (stride == 1 && out_w <= 16) {
     int16_t* flat = flat_codes(out_h * width + 32);
     for (int64_t q = 0; q < out_h * width; q += 32) {
-      __m512i step[2];
-      stride1_step512(x + q, width, taps, step);
-      store_requantized16(flat + q, 16, step[0], lanes);
-      store_requantized16(flat + q + 16, 16, step[1], lanes);
+      sums1(x + q, sums);
+      store_requantized32<true>(flat + q, 32, sums[0], sums[1], lanes);
     }
     copy_rows_avx512(flat, width, out_h, out_w, out, out_w);
     return;
   }
   for (int64_t oy = 0; oy < out_h; ++oy) {
     int16_t* o = out + oy * out_w;
-    if (stride == 2) {
-      for (int64_t ox = 0; ox < out_w; ox += 16)
-        store_requantized16(o + ox, out_w - ox, stride2_step512(x, width, taps, oy, ox), lanes);
+    if (stride == 2) {  // 16 outputs per step, two steps per requantization
+      for (int64_t ox = 0; ox < out_w; ox += 32) {
+        const __m512i first = sum2(oy, ox);
+        const __m512i second = out_w - ox > 16 ? sum2(oy, ox + 16) : first;
+        store_requantized32<false>(o + ox, out_w - ox, first, second, lanes);
+      }
       continue;
     }
     for (int64_t ox = 0; ox < out_w; ox += 32) {
-      __m512i step[2];
-      stride1_step512(x + oy * width + ox, width, taps, step);
-      store_requantized16(o + ox, out_w - ox, step[0], lanes);
-      if (out_w - ox > 16) store_requantized16(o + ox + 16, out_w - ox - 16, step[1], lanes);
+      sums1(x + oy * width + ox, sums);
+      store_requantized32<true>(o + ox, out_w - ox, sums[0], sums[1], lanes);
     }
   }
 }
+// ---- depthwise 3x3 on 8-bit codes ----
+// vpdpbusd multiplies 4 unsigned bytes by 4 signed bytes per int32 lane: a kernel row's 3 weights
+// and a zero meet 4 consecutive codes of a row, so a 64-byte load at column c gives each lane j the
+// row's part of the output whose window starts at c + 4j: 3 instructions (one per kernel row) per 16
+// outputs, half of vpdpwssd's 6 on int16 pairs, from half the bytes. Codes are bytes as in the 1x1
+// quads: uint8 as they are, int8 offset by +128 with the padding at 128 (the offset zero), and the
+// accumulators start at -128 * sum(w) (pointwise_dot.h).
+
+// Per kernel row, (w0, w1, w2, 0) as signed bytes.
+PROM_AVX512_VNNI inline void taps3_bytes512(const int8_t* w, __m512i (&taps)[3]) {
+  for (int ky = 0; ky < 3; ++ky)
+    taps[ky] = _mm512_set1_epi32(static_cast<int32_t>(static_cast<uint32_t>(static_cast<uint8_t>(w[3 * ky])) |
+                                                      static_cast<uint32_t>(static_cast<uint8_t>(w[3 * ky + 1])) << 8 |
+                                                      static_cast<uint32_t>(static_cast<uint8_t>(w[3 * ky + 2])) << 16));
+}
+
+// 64 stride-1 outputs from the padded row at x (and the 2 below): sums[d] lane j is output 4j + d.
+PROM_AVX512_VNNI __attribute__((always_inline)) inline void stride1_byte_sums512(const uint8_t* x, int64_t width,
+                                                                                  const __m512i (&taps)[3], __m512i start,
+                                                                                  __m512i (&sums)[4]) {
+  for (int d = 0; d < 4; ++d) {
+    sums[d] = start;
+    for (int ky = 0; ky < 3; ++ky) sums[d] = _mm512_dpbusd_epi32(sums[d], _mm512_loadu_si512(x + ky * width + d), taps[ky]);
+  }
+}
+
+// 32 stride-2 outputs ox .. ox + 31 of row oy: sums[0] lane j is output ox + 2j, sums[1] ox + 2j + 1.
+PROM_AVX512_VNNI __attribute__((always_inline)) inline void stride2_byte_sums512(const uint8_t* x, int64_t width,
+                                                                                  const __m512i (&taps)[3], __m512i start,
+                                                                                  int64_t oy, int64_t ox,
+                                                                                  __m512i (&sums)[2]) {
+  for (int h = 0; h < 2; ++h) {
+    sums[h] = start;
+    for (int ky = 0; ky < 3; ++ky)
+      sums[h] = _mm512_dpbusd_epi32(sums[h], _mm512_loadu_si512(x + (2 * oy + ky) * width + 2 * ox + 2 * h), taps[ky]);
+  }
+}
+
+// stride1_byte_sums512's 64 accumulators requantized into output order and the first `left` stored:
+// the packs of (0, 1) and (2, 3) hold sums[d]'s q[4L .. 4L+3] at word 8L + 4 (d % 2) of their
+// 128-bit lane L; vpermt2w gathers output 4j + d from there.
+PROM_AVX512_VNNI __attribute__((always_inline)) inline void store_requantized64(int16_t* out, int64_t left,
+                                                                                 const __m512i (&sums)[4],
+                                                                                 const AccLanes512& l) {
+  alignas(64) static constexpr int16_t kFirst[32] = {0, 4, 32, 36, 1, 5, 33, 37, 2, 6, 34, 38, 3, 7, 35, 39, 8, 12, 40, 44, 9, 13, 41, 45, 10, 14, 42, 46, 11, 15, 43, 47};
+  alignas(64) static constexpr int16_t kSecond[32] = {16, 20, 48, 52, 17, 21, 49, 53, 18, 22, 50, 54, 19, 23, 51, 55, 24, 28, 56, 60, 25, 29, 57, 61, 26, 30, 58, 62, 27, 31, 59, 63};
+  const __m512i p01 = _mm512_packs_epi32(requantize_acc16(sums[0], l), requantize_acc16(sums[1], l));
+  const __m512i p23 = _mm512_packs_epi32(requantize_acc16(sums[2], l), requantize_acc16(sums[3], l));
+  const auto clamp = [&](__m512i v) PROM_AVX512_VNNI_LAMBDA { return _mm512_min_epi16(_mm512_max_epi16(v, l.lo16), l.hi16); };
+  store_codes32(out, clamp(_mm512_permutex2var_epi16(p01, _mm512_load_si512(kFirst), p23)), left);
+  if (left > 32) store_codes32(out + 32, clamp(_mm512_permutex2var_epi16(p01, _mm512_load_si512(kSecond), p23)), left - 32);
+}
+
+// A padded plane of bytes (row length `width`) -> out_h x out_w codes. Stride-1 planes narrower
+// than 48 outputs run flattened (vectors across row ends, as planes3_requantized_avx512).
+PROM_AVX512_VNNI void depthwise3_bytes_avx512(const uint8_t* x, int64_t width, const int8_t* w, bool offset,
+                                              int64_t stride, int64_t out_h, int64_t out_w, const PlaneRequant& r,
+                                              int16_t* out) {
+  __m512i taps[3];
+  taps3_bytes512(w, taps);
+  int32_t weight_sum = 0;
+  for (int i = 0; i < 9; ++i) weight_sum += w[i];
+  const __m512i start = _mm512_set1_epi32(offset ? -128 * weight_sum : 0);
+  const AccLanes512 lanes = acc_lanes512(r.acc_shift, r.bias, r.multiplier, r.right_shift, r.lo, r.hi);
+  if (stride == 2) {
+    __m512i sums[2];
+    for (int64_t oy = 0; oy < out_h; ++oy)
+      for (int64_t ox = 0; ox < out_w; ox += 32) {
+        stride2_byte_sums512(x, width, taps, start, oy, ox, sums);
+        store_codes32(out + oy * out_w + ox, requantize_acc32<true>(sums[0], sums[1], lanes), out_w - ox);
+      }
+    return;
+  }
+  __m512i sums[4];
+  if (out_w < 48) {
+    int16_t* flat = flat_codes(out_h * width + 64);
+    for (int64_t q = 0; q < out_h * width; q += 64) {
+      stride1_byte_sums512(x + q, width, taps, start, sums);
+      store_requantized64(flat + q, 64, sums, lanes);
+    }
+    copy_rows_avx512(flat, width, out_h, out_w, out, out_w);
+    return;
+  }
+  for (int64_t oy = 0; oy < out_h; ++oy)
+    for (int64_t ox = 0; ox < out_w; ox += 64) {
+      stride1_byte_sums512(x + oy * width + ox, width, taps, start, sums);
+      store_requantized64(out + oy * out_w + ox, out_w - ox, sums, lanes);
+    }
+}
+
+// copy_rows into bytes: 64 codes per step, offset by +128 where signed, narrowed by vpackuswb (the
+// codes fit a byte, so it saturates nothing) with the lane order restored by vpermq.
+__attribute__((target("avx512f,avx512bw"))) void copy_rows_bytes_avx512(const int16_t* src, int64_t src_stride,
+                                                                        int64_t rows, int64_t cols, uint8_t* dst,
+                                                                        int64_t dst_stride, bool offset) {
+  const __m512i add = _mm512_set1_epi16(offset ? 128 : 0);
+  const __m512i order = _mm512_setr_epi64(0, 2, 4, 6, 1, 3, 5, 7);
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t c = 0; c < cols; c += 64) {
+      const int64_t left = cols - c;
+      const __mmask32 m0 = left >= 32 ? ~__mmask32{0} : (__mmask32{1} << left) - 1;
+      const __mmask32 m1 = left >= 64 ? ~__mmask32{0} : left <= 32 ? __mmask32{0} : (__mmask32{1} << (left - 32)) - 1;
+      const int16_t* a = src + r * src_stride + c;
+      const __m512i v0 = _mm512_add_epi16(_mm512_maskz_loadu_epi16(m0, a), add);
+      const __m512i v1 = _mm512_add_epi16(_mm512_maskz_loadu_epi16(m1, a + 32), add);
+      const __mmask64 m = left >= 64 ? ~__mmask64{0} : (__mmask64{1} << left) - 1;
+      _mm512_mask_storeu_epi8(dst + r * dst_stride + c, m, _mm512_permutexvar_epi64(order, _mm512_packus_epi16(v0, v1)));
+    }
+}
 #undef PROM_AVX512_VNNI
+#undef PROM_AVX512_VNNI_LAMBDA
 #endif
 
 }  // namespace
@@ -570,17 +702,55 @@ void conv_plane(const int16_t* x, int64_t width, const int8_t* w, int64_t k, int
   conv_plane_portable(x, width, w, k, stride, out_h, out_w, acc);
 }
 
-void depthwise_plane(const int16_t* x, int64_t width, const int8_t* w, int64_t k, int64_t stride, int64_t out_h,
-                     int64_t out_w, const PlaneRequant& r, int32_t* acc, int16_t* out, Isa isa) {
+void conv_planes_requantized(const int16_t* x, int64_t plane_stride, int64_t planes, int64_t width, const int8_t* w,
+                             int64_t k, int64_t stride, int64_t out_h, int64_t out_w, const PlaneRequant& r,
+                             int32_t* acc, int16_t* out, Isa isa) {
 #ifdef PROM_X86
-  // The fused kernel where the multiplier takes the vector rounding (as requantize's rule).
-  if (isa == Isa::kAvx512Vnni && k == 3 && (stride == 1 || stride == 2) && r.multiplier != 0 &&
-      r.right_shift >= 1 && r.right_shift <= 62 && r.lo >= INT16_MIN && r.hi <= INT16_MAX)
-    return depthwise_plane3_avx512(x, width, w, stride, out_h, out_w, r, out);
+  // In registers where the multiplier takes the vector rounding (as requantize's rule).
+  if (isa == Isa::kAvx512Vnni && k == 3 && (stride == 1 || stride == 2) && planes >= 1 && planes <= 4 &&
+      r.multiplier != 0 && r.right_shift >= 1 && r.right_shift <= 62 && r.lo >= INT16_MIN && r.hi <= INT16_MAX) {
+    switch (planes) {
+      case 1: return planes3_requantized_avx512<1>(x, plane_stride, width, w, stride, out_h, out_w, r, out);
+      case 2: return planes3_requantized_avx512<2>(x, plane_stride, width, w, stride, out_h, out_w, r, out);
+      case 3: return planes3_requantized_avx512<3>(x, plane_stride, width, w, stride, out_h, out_w, r, out);
+      default: return planes3_requantized_avx512<4>(x, plane_stride, width, w, stride, out_h, out_w, r, out);
+    }
+  }
 #endif
   std::fill(acc, acc + out_h * out_w, 0);
-  conv_plane(x, width, w, k, stride, out_h, out_w, acc, isa);
+  for (int64_t i = 0; i < planes; ++i) conv_plane(x + i * plane_stride, width, w + i * k * k, k, stride, out_h, out_w, acc, isa);
   requantize(acc, out_h * out_w, r.acc_shift, r.bias, r.multiplier, r.right_shift, r.lo, r.hi, out, isa);
+}
+
+bool depthwise_plane3_bytes(const uint8_t* x, int64_t width, const int8_t* w, bool offset, int64_t stride,
+                            int64_t out_h, int64_t out_w, const PlaneRequant& r, int16_t* out, Isa isa) {
+  if (!depthwise_bytes_apply(stride, r, isa)) return false;
+#ifdef PROM_X86
+  depthwise3_bytes_avx512(x, width, w, offset, stride, out_h, out_w, r, out);
+#else
+  (void)x, (void)width, (void)w, (void)offset, (void)out_h, (void)out_w, (void)out;
+#endif
+  return true;
+}
+
+bool depthwise_bytes_apply(int64_t stride, const PlaneRequant& r, Isa isa) {
+  return isa == Isa::kAvx512Vnni && (stride == 1 || stride == 2) && r.multiplier != 0 && r.right_shift >= 1 &&
+         r.right_shift <= 62 && r.lo >= INT16_MIN && r.hi <= INT16_MAX;
+}
+
+void copy_rows_bytes(const int16_t* src, int64_t src_stride, int64_t rows, int64_t cols, uint8_t* dst,
+                     int64_t dst_stride, bool offset, Isa isa) {
+#ifdef PROM_X86
+  if (isa == Isa::kAvx512Vnni) return copy_rows_bytes_avx512(src, src_stride, rows, cols, dst, dst_stride, offset);
+#endif
+  (void)isa;
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t c = 0; c < cols; ++c) dst[r * dst_stride + c] = static_cast<uint8_t>(src[r * src_stride + c] + (offset ? 128 : 0));
+}
+
+void depthwise_plane(const int16_t* x, int64_t width, const int8_t* w, int64_t k, int64_t stride, int64_t out_h,
+                     int64_t out_w, const PlaneRequant& r, int32_t* acc, int16_t* out, Isa isa) {
+  conv_planes_requantized(x, 0, 1, width, w, k, stride, out_h, out_w, r, acc, out, isa);
 }
 
 void copy_rows(const int16_t* src, int64_t src_stride, int64_t rows, int64_t cols, int16_t* dst, int64_t dst_stride,

@@ -50,6 +50,28 @@ struct PlaneRequant {
 void depthwise_plane(const int16_t* x, int64_t width, const int8_t* w, int64_t k, int64_t stride, int64_t out_h,
                      int64_t out_w, const PlaneRequant& r, int32_t* acc, int16_t* out, Isa isa);
 
+// Depthwise 3x3 planes on 8-bit codes (AVX-512 VNNI, vpdpbusd, stride 1 or 2): the codes as bytes,
+// uint8 as they are and int8 offset by +128 (`offset`), in a padded plane of row length `width`
+// whose padding is 0, or 128 with `offset`, followed by kByteSlack readable bytes. The same codes
+// as depthwise_plane. depthwise_bytes_apply says where it runs; elsewhere depthwise_plane3_bytes
+// returns false and computes nothing.
+constexpr int64_t kByteSlack = 192;
+bool depthwise_bytes_apply(int64_t stride, const PlaneRequant& r, Isa isa);
+bool depthwise_plane3_bytes(const uint8_t* x, int64_t width, const int8_t* w, bool offset, int64_t stride,
+                            int64_t out_h, int64_t out_w, const PlaneRequant& r, int16_t* out, Isa isa);
+// copy_rows into bytes (+128 with `offset`), e.g. a plane into its padded byte copy.
+void copy_rows_bytes(const int16_t* src, int64_t src_stride, int64_t rows, int64_t cols, uint8_t* dst,
+                     int64_t dst_stride, bool offset, Isa isa);
+
+// The sum of conv_plane over `planes` zero-padded input planes, plane_stride values apart, with
+// weights w[plane][k * k], requantized into out (out_h x out_w): a stem output channel. AVX-512 VNNI
+// sums and requantizes 3x3 convolutions (stride 1 or 2, up to 4 planes) in registers; other cases
+// accumulate into `acc` (out_h x out_w scratch) and requantize. Reads kPlaneSlack values past each
+// plane, as conv_plane. depthwise_plane is the case of one plane.
+void conv_planes_requantized(const int16_t* x, int64_t plane_stride, int64_t planes, int64_t width, const int8_t* w,
+                             int64_t k, int64_t stride, int64_t out_h, int64_t out_w, const PlaneRequant& r,
+                             int32_t* acc, int16_t* out, Isa isa);
+
 // rows x cols values from src (rows `src_stride` apart) to dst (rows `dst_stride` apart), e.g. a
 // plane into its zero-padded copy.
 void copy_rows(const int16_t* src, int64_t src_stride, int64_t rows, int64_t cols, int16_t* dst, int64_t dst_stride,

@@ -12,10 +12,10 @@
 namespace prom::infer::kernels {
 
 #ifdef PROM_X86
-using quant::arith::requant_lanes512;
-using quant::arith::RequantLanes512;
-using quant::arith::requantize16;
-using quant::arith::store_codes16;
+using quant::arith::acc_lanes512;
+using quant::arith::AccLanes512;
+using quant::arith::requantize_acc32;
+using quant::arith::store_codes32;
 #endif
 
 void pack_input_pairs(const int16_t* x, int64_t plane, int64_t in_channels, int64_t p0, int64_t count, int16_t* xp) {
@@ -262,13 +262,12 @@ PROM_VNNI void tile_avx512(const typename Dot::Code* packed, int64_t padded, int
 // narrowed to int16 and stored with the tail of valid pixels masked.
 template <int V>
 PROM_VNNI __attribute__((always_inline)) inline void store_requantized_avx512(__m512i (&a)[kTileRows][V], const TileOutput& o) {
-  const __m128i acc_shift = _mm_cvtsi32_si128(o.acc_shift);
   for (int r = 0; r < kTileRows && r < o.rows; ++r) {
-    const RequantLanes512 k = requant_lanes512(o.multiplier[r], o.right_shift[r], o.lo, o.hi);
-    const __m512i bias = _mm512_set1_epi32(o.bias[r]);
-    for (int v = 0; v < V && 16 * v < o.pixels; ++v) {
-      const __m512i codes = requantize16(_mm512_add_epi32(_mm512_sll_epi32(a[r][v], acc_shift), bias), k);
-      store_codes16(o.out + r * o.plane + 16 * v, codes, o.pixels - 16 * v);
+    const AccLanes512 l = o.folded != nullptr ? acc_lanes512(o.folded[r], o.lo, o.hi)
+                                              : acc_lanes512(o.acc_shift, o.bias[r], o.multiplier[r], o.right_shift[r], o.lo, o.hi);
+    for (int v = 0; v < V && 16 * v < o.pixels; v += 2) {  // two vectors per requantization (an odd last one twice)
+      const __m512i codes = requantize_acc32<false>(a[r][v], a[r][v + 1 < V ? v + 1 : v], l);
+      store_codes32(o.out + r * o.plane + 16 * v, codes, std::min<int64_t>(o.pixels - 16 * v, 16 * (V - v)));
     }
   }
 }
@@ -350,6 +349,71 @@ void pointwise_quad_tile_requantized(const uint8_t* xq, int64_t padded, int64_t 
   alignas(64) int32_t acc[kTileRows * kTilePixels];
   pointwise_quad_tile(xq, padded, quads, weights, start, p0, vectors, acc, isa);
   requantize_tile(acc, o, isa);
+}
+
+ClassifierQuads pack_classifier_quads(const int8_t* w, int64_t classes, int64_t in_channels, bool offset) {
+  const int64_t quads = channel_quads(in_channels), padded = padded_pixels(classes);
+  ClassifierQuads q{std::vector<int32_t>(quads * padded, 0), std::vector<int32_t>(padded, 0), classes, in_channels, offset};
+  for (int64_t c = 0; c < classes; ++c) {
+    int64_t sum = 0;
+    for (int64_t i = 0; i < in_channels; ++i) {
+      sum += w[c * in_channels + i];
+      q.words[(i / 4) * padded + c] |= static_cast<int32_t>(static_cast<uint32_t>(static_cast<uint8_t>(w[c * in_channels + i]))
+                                                            << (8 * (i % 4)));
+    }
+    q.start[c] = offset ? static_cast<int32_t>(-128 * sum) : 0;
+  }
+  return q;
+}
+
+namespace {
+
+// The image's quad k as the unsigned bytes vpdpbusd broadcasts (codes offset by +128 when signed).
+uint32_t image_quad(const ClassifierQuads& q, const int16_t* x, int64_t x_stride, int64_t k) {
+  uint32_t word = 0;
+  for (int64_t j = 0; j < 4 && 4 * k + j < q.in_channels; ++j)
+    word |= static_cast<uint32_t>(static_cast<uint8_t>(x[(4 * k + j) * x_stride] + (q.offset ? 128 : 0))) << (8 * j);
+  return word;
+}
+
+#ifdef PROM_X86
+// 16 vectors of classes (256) per pass: 16 accumulators, the broadcast quad and one weight vector.
+__attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni"))) void classifier_quads_avx512(
+    const ClassifierQuads& q, const int16_t* x, int64_t x_stride, int32_t* acc) {
+  const int64_t quads = channel_quads(q.in_channels), padded = padded_pixels(q.classes);
+  thread_local std::vector<uint32_t> image;
+  image.resize(quads);
+  for (int64_t k = 0; k < quads; ++k) image[k] = image_quad(q, x, x_stride, k);
+  constexpr int64_t kBlock = 16;
+  for (int64_t v0 = 0; v0 < padded / 16; v0 += kBlock) {
+    const int64_t vectors = std::min(kBlock, padded / 16 - v0);
+    __m512i a[kBlock];
+    for (int64_t v = 0; v < vectors; ++v) a[v] = _mm512_loadu_si512(q.start.data() + 16 * (v0 + v));
+    for (int64_t k = 0; k < quads; ++k) {
+      const __m512i codes = _mm512_set1_epi32(static_cast<int32_t>(image[k]));
+      const int32_t* w = q.words.data() + k * padded + 16 * v0;
+      for (int64_t v = 0; v < vectors; ++v) a[v] = QuadDot::dot(a[v], codes, _mm512_loadu_si512(w + 16 * v));
+    }
+    for (int64_t v = 0; v < vectors; ++v) _mm512_storeu_si512(acc + 16 * (v0 + v), a[v]);
+  }
+}
+#endif
+
+}  // namespace
+
+void classifier_quads(const ClassifierQuads& q, const int16_t* x, int64_t x_stride, int32_t* acc, Isa isa) {
+#ifdef PROM_X86
+  if (isa == Isa::kAvx512Vnni) return classifier_quads_avx512(q, x, x_stride, acc);
+#endif
+  const int64_t padded = padded_pixels(q.classes);
+  std::copy(q.start.begin(), q.start.end(), acc);
+  for (int64_t k = 0; k < channel_quads(q.in_channels); ++k) {
+    const uint32_t codes = image_quad(q, x, x_stride, k);
+    for (int64_t c = 0; c < q.classes; ++c)
+      for (int64_t j = 0; j < 4; ++j)
+        acc[c] += static_cast<int32_t>((codes >> (8 * j)) & 0xFF) *
+                  static_cast<int8_t>(static_cast<uint8_t>(static_cast<uint32_t>(q.words[k * padded + c]) >> (8 * j)));
+  }
 }
 
 void pointwise_tile(const int16_t* xp, int64_t padded, int64_t pairs, const int32_t* weights, int64_t p0, int vectors,

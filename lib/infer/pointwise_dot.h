@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "infer/kernels.h"
+#include "quant/arithmetic.h"
 
 namespace prom::infer::kernels {
 
@@ -41,6 +42,9 @@ struct TileOutput {
   int16_t* out;          // the tile's first output channel's plane, at pixel p0
   int64_t plane;         // values per output plane
   int64_t rows, pixels;  // valid output channels (<= kTileRows) and pixels (<= 16 * vectors)
+  // The tile's channels' requantizations folded (quant::arith::fold_requantization), precomputed
+  // where every channel of the layer folds; nullptr: AVX-512 VNNI folds (or not) per tile.
+  const quant::arith::FoldedRequant* folded = nullptr;
 };
 
 // pointwise_tile, then requantization into `out`. AVX-512 VNNI requantizes from the registers.
@@ -75,5 +79,23 @@ void pointwise_quad_tile(const uint8_t* xq, int64_t padded, int64_t quads, const
                          int64_t p0, int vectors, int32_t* acc, Isa isa);
 void pointwise_quad_tile_requantized(const uint8_t* xq, int64_t padded, int64_t quads, const int32_t* weights,
                                      const int32_t* start, int64_t p0, int vectors, const TileOutput& out, Isa isa);
+
+// The classifier of one image on the 8-bit layout (AVX-512 VNNI): classes are the vector lanes,
+// and each quad of the image's codes, broadcast as 4 unsigned bytes, meets every class's 4 signed
+// weights in one vpdpbusd lane; one image fills whole vectors (the tiles above would leave 3 of 4
+// rows empty). Weights w [classes][in_channels] -> words [quad][padded_pixels(classes)], each
+// holding (w[c][4k], ..., w[c][4k+3]) as bytes; `start` per class is -128 * sum(w[c]) when the
+// codes are offset by +128 (signed inputs), else 0, as pack_weight_quads.
+struct ClassifierQuads {
+  std::vector<int32_t> words, start;
+  int64_t classes = 0, in_channels = 0;
+  bool offset = false;
+};
+ClassifierQuads pack_classifier_quads(const int8_t* w, int64_t classes, int64_t in_channels, bool offset);
+
+// acc[c] = sum_i w[c][i] * x[i * x_stride] for c < classes (acc holds padded_pixels(classes)
+// values): the image's codes are `x_stride` apart ([channel][image] activations). The same int32
+// sums on every path (portable: a scalar loop).
+void classifier_quads(const ClassifierQuads& q, const int16_t* x, int64_t x_stride, int32_t* acc, Isa isa);
 
 }  // namespace prom::infer::kernels

@@ -107,6 +107,43 @@ inline FixedPointMultiplier quantize_multiplier(double m) {
 
 inline double multiplier_value(FixedPointMultiplier m) { return std::ldexp(static_cast<double>(m.multiplier), -m.right_shift); }
 
+// Whether v * multiplier / 2^right_shift can be a tie (exactly halfway between integers) for some
+// int32 v != 0 (v = 0 gives 0). A tie needs the product's lowest set bit at bit right_shift - 1, and
+// that bit is ctz(v) + ctz(multiplier) <= 31 + ctz(multiplier). Trained models' multipliers
+// (mantissas in [2^30, 2^31), shifts near 50) make ties impossible: vector kernels then skip the
+// tie test (quant/requantize_avx512.h).
+inline bool ties_possible(int64_t multiplier, int32_t right_shift) {
+  return multiplier == 0 || 31 + __builtin_ctzll(static_cast<uint64_t>(multiplier)) >= right_shift - 1;
+}
+
+// requantize with the bias and acc_shift folded into one constant, the form the vector kernels run
+// (quant/requantize_avx512.h): with f = acc_shift, s = right_shift, M = multiplier and
+// C = bias * M + 2^(s-1) = C1 * 2^f + C0 (0 <= C0 < 2^f),
+//   floor(((acc * 2^f + bias) * M + 2^(s-1)) / 2^s) = floor(((acc * M + C1) * 2^f + C0) / 2^s)
+//                                                 = floor((acc * M + C1) / 2^(s-f)),
+// since adding C0 < 2^f to a multiple of 2^f changes no bit at or above f. That is requantize's
+// rounding half up; it is requantize itself where no product can be a tie. fold_requantization
+// folds where that holds and s - f >= 32 (the kernels' condition: the rounded value then fits
+// 32 bits of the shifted product), and returns false elsewhere.
+struct FoldedRequant {
+  int64_t multiplier = 0, constant = 0;  // M and C1
+  int32_t shift = 0;                     // s - f
+};
+
+inline bool fold_requantization(int32_t acc_shift, int32_t bias, FixedPointMultiplier m, FoldedRequant* out) {
+  if (m.multiplier == 0 || m.right_shift > kMaxRightShift || m.right_shift - acc_shift < 32 ||
+      ties_possible(m.multiplier, m.right_shift))
+    return false;
+  const int64_t c = int64_t{bias} * m.multiplier + (int64_t{1} << (m.right_shift - 1));  // |c| < 2^62 + 2^61
+  *out = {m.multiplier, c >> acc_shift, m.right_shift - acc_shift};  // >>: floor (arithmetic shift)
+  return true;
+}
+
+// The folded form evaluated in scalars (the tests compare it with requantize).
+inline int32_t requantize_folded(int64_t acc, const FoldedRequant& f, int32_t lo, int32_t hi) {
+  return static_cast<int32_t>(saturate<int64_t>((acc * f.multiplier + f.constant) >> f.shift, lo, hi));
+}
+
 // Short multipliers (quant.requant: short | power_of_two): the nearest multiplier with at most
 // `bits` significant bits, in the same mantissa-and-shift form, so every kernel runs it unchanged.
 // One bit is a power of two: the requantization is then a rounding shift, no multiply. Ties of

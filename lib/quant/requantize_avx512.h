@@ -11,6 +11,8 @@
 
 #include <cstdint>
 
+#include "quant/arithmetic.h"
+
 namespace prom::quant::arith {
 
 struct RequantLanes512 {
@@ -62,6 +64,82 @@ __attribute__((target("avx512f"))) inline __m512i requantize16(__m512i v, const 
   const __m512i even_clamped = _mm512_min_epi64(_mm512_max_epi64(even, k.lo), k.hi);
   const __m512i odd_clamped = _mm512_min_epi64(_mm512_max_epi64(odd, k.lo), k.hi);
   return _mm512_mask_blend_epi32(0xAAAA, even_clamped, _mm512_slli_epi64(odd_clamped, 32));
+}
+
+// Requantization straight from int32 accumulators: requantize(acc, acc_shift, bias, M, s) of 32 at
+// a time, clamped and narrowed to int16 codes. Where arith::fold_requantization folds (the usual
+// case) that is a multiply, an add and a shift per 8 lanes: even lanes shifted by s - f leave q in
+// their low half, odd lanes shifted by s - f - 32 leave it in their high half (|q| <= 2^30: a
+// product of two int32 values over 2^32 or more), so one blend joins 16. Other cases take
+// requantize16 on acc * 2^f + bias.
+struct AccLanes512 {
+  bool folded;
+  __m512i multiplier, constant;  // folded: M and C1 in int64 lanes
+  __m128i shift, shift_high;     // folded: s - f and s - f - 32
+  __m512i lo16, hi16;            // the clamp in int16 lanes
+  RequantLanes512 k;             // not folded: requantize16's lanes, with
+  __m128i acc_shift;             // f and
+  __m512i bias;                  // the bias
+};
+
+// From a folded requantization (lo and hi within int16: callers check).
+__attribute__((target("avx512f,avx512bw"))) inline AccLanes512 acc_lanes512(const FoldedRequant& f, int32_t lo,
+                                                                           int32_t hi) {
+  AccLanes512 l;
+  l.folded = true;
+  l.multiplier = _mm512_set1_epi64(f.multiplier);
+  l.constant = _mm512_set1_epi64(f.constant);
+  l.shift = _mm_cvtsi32_si128(f.shift);
+  l.shift_high = _mm_cvtsi32_si128(f.shift - 32);
+  l.lo16 = _mm512_set1_epi16(static_cast<int16_t>(lo));
+  l.hi16 = _mm512_set1_epi16(static_cast<int16_t>(hi));
+  return l;
+}
+
+// Valid for 1 <= right_shift <= 62 and lo, hi within int16 (callers check).
+__attribute__((target("avx512f,avx512bw"))) inline AccLanes512 acc_lanes512(int32_t acc_shift, int32_t bias,
+                                                                           int32_t multiplier, int32_t right_shift,
+                                                                           int32_t lo, int32_t hi) {
+  FoldedRequant f;
+  if (fold_requantization(acc_shift, bias, {multiplier, right_shift}, &f)) return acc_lanes512(f, lo, hi);
+  AccLanes512 l;
+  l.folded = false;
+  l.lo16 = _mm512_set1_epi16(static_cast<int16_t>(lo));
+  l.hi16 = _mm512_set1_epi16(static_cast<int16_t>(hi));
+  l.k = requant_lanes512(multiplier, right_shift, lo, hi);
+  l.acc_shift = _mm_cvtsi32_si128(acc_shift);
+  l.bias = _mm512_set1_epi32(bias);
+  return l;
+}
+
+// 16 accumulators -> 16 codes in int32 lanes (folded: unclamped, |q| <= 2^30).
+__attribute__((target("avx512f"))) inline __m512i requantize_acc16(__m512i acc, const AccLanes512& l) {
+  if (!l.folded) return requantize16(_mm512_add_epi32(_mm512_sll_epi32(acc, l.acc_shift), l.bias), l.k);
+  const __m512i even = _mm512_sra_epi64(_mm512_add_epi64(_mm512_mul_epi32(acc, l.multiplier), l.constant), l.shift);
+  const __m512i odd_product = _mm512_mul_epi32(_mm512_srli_epi64(acc, 32), l.multiplier);
+  const __m512i odd = _mm512_sra_epi64(_mm512_add_epi64(odd_product, l.constant), l.shift_high);
+  return _mm512_mask_blend_epi32(0xAAAA, even, odd);
+}
+
+// 32 accumulators, a's 16 then b's 16, -> 32 int16 codes: in that order, or with kInterleave as
+// a0 b0 a1 b1 ... (a depthwise row's even and odd outputs). vpackssdw saturates to int16, which with
+// lo and hi inside int16 leaves clamp(q, lo, hi) unchanged, so one clamp in int16 lanes serves 32
+// codes; one permutation undoes the pack's 128-bit lane order (and interleaves).
+template <bool kInterleave>
+__attribute__((target("avx512f,avx512bw"))) inline __m512i requantize_acc32(__m512i a, __m512i b, const AccLanes512& l) {
+  // The pack's words: 128-bit lane L holds a's q[4L .. 4L+3] at 8L and b's at 8L + 4.
+  alignas(64) static constexpr int16_t kInterleaved[32] = {0,  4,  1,  5,  2,  6,  3,  7,  8,  12, 9,  13, 10, 14, 11, 15,
+                                                           16, 20, 17, 21, 18, 22, 19, 23, 24, 28, 25, 29, 26, 30, 27, 31};
+  const __m512i packed = _mm512_packs_epi32(requantize_acc16(a, l), requantize_acc16(b, l));
+  const __m512i ordered = kInterleave ? _mm512_permutexvar_epi16(_mm512_load_si512(kInterleaved), packed)
+                                      : _mm512_permutexvar_epi64(_mm512_setr_epi64(0, 2, 4, 6, 1, 3, 5, 7), packed);
+  return _mm512_min_epi16(_mm512_max_epi16(ordered, l.lo16), l.hi16);
+}
+
+// The first `count` of 32 int16 codes (all when count >= 32) stored.
+__attribute__((target("avx512f,avx512bw"))) inline void store_codes32(int16_t* out, __m512i codes, int64_t count) {
+  if (count >= 32) _mm512_storeu_si512(out, codes);
+  else if (count > 0) _mm512_mask_storeu_epi16(out, static_cast<__mmask32>((uint32_t{1} << count) - 1), codes);
 }
 
 // 16 codes in int32 lanes (each within int16) narrowed to int16, and the first `count` of them

