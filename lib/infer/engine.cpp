@@ -89,31 +89,7 @@ IntegerEngine::IntegerEngine(graph::IntModel model, EngineOptions options)
     if (op.kind == OpKind::kConv && !is_pointwise(op) && !(is_depthwise(op) && fills_vectors_per_plane(op, isa_)))
       max_padded = std::max<size_t>(max_padded, in.channels * ((in.height + 2 * op.padding) * (in.width + 2 * op.padding) +
                                                                kernels::kPlaneSlack));
-    const bool byte_codes = isa_ == kernels::Isa::kAvx512Vnni && byte_dot_;  // vpdpbusd on 8-bit codes
-    if (op.kind == OpKind::kLinear && isa_ != kernels::Isa::kPortable && !byte_codes) {
-      // The classifier's weights take the packed input's place (classes are the vector lanes) and
-      // the images' codes the broadcast weights': batch 1 fills whole vectors.
-      torch::Tensor wt = op.weight.reshape({op.out_channels, op.in_channels}).t().to(torch::kInt16).contiguous();
-      const int64_t pairs = kernels::channel_pairs(op.in_channels);
-      classifier_pairs_.resize(model_.ops.size());
-      classifier_pairs_[i].resize(pairs * kernels::padded_pixels(op.out_channels) * 2);
-      kernels::pack_input_pairs(wt.data_ptr<int16_t>(), op.out_channels, op.in_channels, 0, op.out_channels,
-                                classifier_pairs_[i].data());
-      image_words_.resize(std::max<size_t>(image_words_.size(), ((capacity_ + kernels::kTileRows - 1) / kernels::kTileRows) *
-                                                                    kernels::kTileRows * pairs));
-    }
-    if (op.kind == OpKind::kLinear && byte_codes) {  // linear_quads
-      classifier_quads_.resize(model_.ops.size());
-      classifier_quads_[i] = kernels::pack_classifier_quads(op.weight.contiguous().data_ptr<int8_t>(), op.out_channels,
-                                                            op.in_channels, !in.is_unsigned);
-    }
-    if (is_pointwise(op) && byte_codes) {  // 8-bit codes, vpdpbusd
-      weight_quads_[i] = kernels::pack_weight_quads(op.weight.contiguous().data_ptr<int8_t>(), op.out_channels,
-                                                    op.in_channels, !in.is_unsigned);
-    } else if (is_pointwise(op) && isa_ != kernels::Isa::kPortable) {  // int16 pairs, madd
-      weight_pairs_[i] = kernels::pack_weight_pairs(op.weight.contiguous().data_ptr<int8_t>(), op.out_channels, op.in_channels);
-    }
-    if (is_pointwise(op) && isa_ == kernels::Isa::kAvx512Vnni) folded_[i] = fold_requantizations(op);
+    pack_weights(i);
     if (op.table.defined()) {
       torch::Tensor t = op.table.to(torch::kInt16).contiguous();
       tables_[i].assign(t.data_ptr<int16_t>(), t.data_ptr<int16_t>() + 256);
@@ -139,6 +115,37 @@ IntegerEngine::IntegerEngine(graph::IntModel model, EngineOptions options)
   max_pixels_ = static_cast<int64_t>(max_pixels);
   padded_.resize(capacity_ * max_padded);
   seconds_.assign(model_.ops.size(), 0.0);
+}
+
+// The packed weights and precomputed requantizations that op i's fast kernels read, per path.
+void IntegerEngine::pack_weights(size_t i) {
+  const IntOp& op = model_.ops[i];
+  const auto& in = model_.activations[op.input];
+  const bool byte_codes = isa_ == kernels::Isa::kAvx512Vnni && byte_dot_;  // vpdpbusd on 8-bit codes
+  if (op.kind == OpKind::kLinear && isa_ != kernels::Isa::kPortable && !byte_codes) {
+    // The classifier's weights take the packed input's place (classes are the vector lanes) and
+    // the images' codes the broadcast weights': batch 1 fills whole vectors.
+    torch::Tensor wt = op.weight.reshape({op.out_channels, op.in_channels}).t().to(torch::kInt16).contiguous();
+    const int64_t pairs = kernels::channel_pairs(op.in_channels);
+    classifier_pairs_.resize(model_.ops.size());
+    classifier_pairs_[i].resize(pairs * kernels::padded_pixels(op.out_channels) * 2);
+    kernels::pack_input_pairs(wt.data_ptr<int16_t>(), op.out_channels, op.in_channels, 0, op.out_channels,
+                              classifier_pairs_[i].data());
+    image_words_.resize(std::max<size_t>(image_words_.size(), ((capacity_ + kernels::kTileRows - 1) / kernels::kTileRows) *
+                                                                  kernels::kTileRows * pairs));
+  }
+  if (op.kind == OpKind::kLinear && byte_codes) {  // linear_quads
+    classifier_quads_.resize(model_.ops.size());
+    classifier_quads_[i] = kernels::pack_classifier_quads(op.weight.contiguous().data_ptr<int8_t>(), op.out_channels,
+                                                          op.in_channels, !in.is_unsigned);
+  }
+  if (is_pointwise(op) && byte_codes) {  // 8-bit codes, vpdpbusd
+    weight_quads_[i] = kernels::pack_weight_quads(op.weight.contiguous().data_ptr<int8_t>(), op.out_channels,
+                                                  op.in_channels, !in.is_unsigned);
+  } else if (is_pointwise(op) && isa_ != kernels::Isa::kPortable) {  // int16 pairs, madd
+    weight_pairs_[i] = kernels::pack_weight_pairs(op.weight.contiguous().data_ptr<int8_t>(), op.out_channels, op.in_channels);
+  }
+  if (is_pointwise(op) && isa_ == kernels::Isa::kAvx512Vnni) folded_[i] = fold_requantizations(op);
 }
 
 const char* IntegerEngine::pointwise_kernel_name() const {

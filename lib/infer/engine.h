@@ -65,6 +65,7 @@ class IntegerEngine {
   int64_t batch_capacity() const { return capacity_; }
 
  private:
+  void pack_weights(size_t index);
   void run_batch(const int16_t* input, int64_t images, int32_t* logits);
   void run_image_parallel(const int16_t* input, int64_t images, int32_t* logits, int threads);
   struct ConvPlanes;

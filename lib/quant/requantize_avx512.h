@@ -142,18 +142,6 @@ __attribute__((target("avx512f,avx512bw"))) inline void store_codes32(int16_t* o
   else if (count > 0) _mm512_mask_storeu_epi16(out, static_cast<__mmask32>((uint32_t{1} << count) - 1), codes);
 }
 
-// 16 codes in int32 lanes (each within int16) narrowed to int16, and the first `count` of them
-// (1 to 16) stored. Narrowed in registers (vpackssdw, vpermq): cvtepi32_epi16 followed by a store
-// compiles to vpmovdw with a memory operand, which AMD Zen runs microcoded; in the engine's profile
-// (MobileNetV2, batch 32) that one store took 16% of the 1x1 tiles' samples.
-__attribute__((target("avx512f,avx512bw,avx512vl"))) inline void store_codes16(int16_t* out, __m512i codes,
-                                                                                 int64_t count) {
-  const __m256i in_order = _mm512_castsi512_si256(
-      _mm512_permutexvar_epi64(_mm512_setr_epi64(0, 2, 4, 6, 1, 3, 5, 7), _mm512_packs_epi32(codes, codes)));
-  if (count >= 16) _mm256_storeu_si256(reinterpret_cast<__m256i*>(out), in_order);
-  else _mm256_mask_storeu_epi16(out, static_cast<__mmask16>((1u << count) - 1), in_order);
-}
-
 // arith::rounding_shift_right with a shift per lane, any |p| < 2^63: floor(p / 2^s) rounded up when
 // the remainder passes half or equals it with the floor odd (ties to even); p where s == 0, 0 where
 // s >= 63 (the scalar reference's cases). For callers whose lanes hold different channels.
