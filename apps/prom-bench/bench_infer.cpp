@@ -49,11 +49,12 @@ config::ModelConfig model_config(const InferBenchOptions& o) {
 
 // Engine options that select the kernels named by --isa; a CPU without them is an error.
 infer::EngineOptions engine_options(const std::string& isa, const std::string& ternary_kernel,
-                                    const std::string& dot_codes) {
+                                    const std::string& dot_codes, bool fuse) {
   using infer::kernels::Isa;
   infer::EngineOptions eo;
   eo.ternary_dot = ternary_kernel == "dot";
   eo.byte_dot = dot_codes == "8bit";
+  eo.fuse_expand_depthwise = fuse;
   if (isa == "best") return eo;
   const Isa want = isa == "portable" ? Isa::kPortable : isa == "avx2" ? Isa::kAvx2 : Isa::kAvx512Vnni;
   if (static_cast<int>(want) > static_cast<int>(infer::kernels::best_isa()))
@@ -94,6 +95,9 @@ CLI::App* add_infer_command(CLI::App& cli, InferBenchOptions& o) {
                 "1x1 dot products on AVX-512 VNNI: 8bit (vpdpbusd on byte codes) or 16bit (vpdpwssd on int16 pairs)")
       ->capture_default_str()
       ->check(CLI::IsMember({"8bit", "16bit"}));
+  c->add_flag("--no-fuse", o.no_fuse,
+              "run each expanding 1x1 layer and the depthwise layer after it one after the other (default: "
+              "together, block of channels by block, on the 8-bit path)");
   return c;
 }
 
@@ -118,7 +122,7 @@ int run_infer_bench(const InferBenchOptions& options) {
   eo.input_size = o.size;
   eo.preprocess = {o.size, o.size, {0.485, 0.456, 0.406}, {0.229, 0.224, 0.225}};
   eo.multiplier_bits = quant::requant_multiplier_bits(quant);
-  infer::IntegerEngine engine(lowering::lower_model(*qat, eo), engine_options(o.isa, o.ternary_kernel, o.dot_codes));
+  infer::IntegerEngine engine(lowering::lower_model(*qat, eo), engine_options(o.isa, o.ternary_kernel, o.dot_codes, !o.no_fuse));
   torch::Tensor codes = engine.quantize_input(torch::randn({o.batch, 3, o.size, o.size}));
   for (int i = 0; i < o.warmup; ++i) engine.run(codes);
   engine.reset_counts();

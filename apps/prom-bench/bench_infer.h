@@ -26,6 +26,7 @@ struct InferBenchOptions {
   std::string isa = "best";  // the engine's kernels: best | portable | avx2 | avx512-vnni
   std::string ternary_kernel = "dot";  // ternary 1x1 layers: dot (products) | addsub (index lists)
   std::string dot_codes = "8bit";       // AVX-512 VNNI 1x1 dot products: 8bit (vpdpbusd) | 16bit (vpdpwssd)
+  bool no_fuse = false;  // expand and depthwise layers one after the other, not block by block
 };
 
 CLI::App* add_infer_command(CLI::App& cli, InferBenchOptions& options);

@@ -3,6 +3,7 @@
 #include <ATen/Parallel.h>
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <cmath>
 
@@ -61,7 +62,8 @@ IntegerEngine::IntegerEngine(graph::IntModel model, EngineOptions options)
       isa_(engine_isa(options)),
       parallel_(options.parallel),
       ternary_dot_(options.ternary_dot),
-      byte_dot_(options.byte_dot) {
+      byte_dot_(options.byte_dot),
+      fuse_(options.fuse_expand_depthwise) {
   // Activation memory bounds the batch: about 64 MB of int16 codes (a few images of MobileNetV2 1.0
   // at 224 px; small models reach max_batch).
   int64_t per_image = 0;
@@ -112,6 +114,12 @@ IntegerEngine::IntegerEngine(graph::IntModel model, EngineOptions options)
       minus_offsets_[i].push_back(static_cast<int64_t>(minus_[i].size()));
     }
   }
+  std::vector<int> readers(model_.activations.size(), 0);
+  for (const IntOp& op : model_.ops)
+    for (int id : {op.input, op.input2})
+      if (id >= 0) ++readers[id];
+  for (const IntOp& op : model_.ops)
+    reads_once_.push_back(op.output >= 0 && readers[op.output] == 1 && op.output != model_.output);
   max_pixels_ = static_cast<int64_t>(max_pixels);
   padded_.resize(capacity_ * max_padded);
   seconds_.assign(model_.ops.size(), 0.0);
@@ -294,6 +302,12 @@ void IntegerEngine::run_batch(const int16_t* input, int64_t images, int32_t* log
   auto t0 = Clock::now();
   for (size_t i = 0; i < model_.ops.size(); ++i) {
     const IntOp& op = model_.ops[i];
+    if (fuses_with_next(i)) {
+      conv_expand_depthwise(i, &seconds_[i], &seconds_[i + 1]);
+      t0 = Clock::now();
+      ++i;
+      continue;
+    }
     switch (op.kind) {
       case OpKind::kConv: conv(op, i); break;
       case OpKind::kAdd: add(op, i); break;
@@ -320,43 +334,55 @@ struct IntegerEngine::ConvPlanes {
   void requantize(const int32_t* acc, int64_t c) const {
     kernels::requantize(acc, out_pixels, acc_shift, bias[c], mult[c], shift[c], lo, hi, y + c * out_pixels, isa);
   }
+  // Where the 1x1 tile of output channels [c0, c0 + kTileRows) x pixels [p0, p0 + count) goes.
+  kernels::TileOutput tile_output(const IntOp& op, int64_t c0, int64_t p0, int64_t count) const {
+    return {bias + c0, mult + c0, shift + c0, acc_shift, lo, hi, y + c0 * out_pixels + p0, out_pixels,
+            std::min(kernels::kTileRows, op.out_channels - c0), count, folded != nullptr ? folded + c0 : nullptr};
+  }
 };
 
-void IntegerEngine::conv(const IntOp& op, size_t index) {
+IntegerEngine::ConvPlanes IntegerEngine::conv_planes(const IntOp& op, size_t index) {
   const auto& in = model_.activations[op.input];
   const auto& out = model_.activations[op.output];
-  const ConvPlanes p{acts_[op.input].data(), acts_[op.output].data(), batch_ * in.height * in.width,
-                     batch_ * out.height * out.width,
-                     op.bias.data_ptr<int32_t>(), op.multiplier.data_ptr<int32_t>(), op.right_shift.data_ptr<int32_t>(),
-                     op.clamp_lo, op.clamp_hi, static_cast<int32_t>(op.acc_shift), isa_,
-                     folded_[index].empty() ? nullptr : folded_[index].data()};
-  OpCounts& counts = counts_[index].counts;
+  return {acts_[op.input].data(), acts_[op.output].data(), batch_ * in.height * in.width, batch_ * out.height * out.width,
+          op.bias.data_ptr<int32_t>(), op.multiplier.data_ptr<int32_t>(), op.right_shift.data_ptr<int32_t>(),
+          op.clamp_lo, op.clamp_hi, static_cast<int32_t>(op.acc_shift), isa_,
+          folded_[index].empty() ? nullptr : folded_[index].data()};
+}
+
+void IntegerEngine::conv(const IntOp& op, size_t index) {
+  const ConvPlanes p = conv_planes(op, index);
+  int64_t nonzero = static_cast<int64_t>(plus_[index].size() + minus_[index].size());
   if (is_ternary_pointwise(op)) {
-    // The op counts describe the reference kernel (additions of the non-zero weights' inputs); the
-    // dot-product path computes the same integers.
-    int64_t nonzero = static_cast<int64_t>(plus_[index].size() + minus_[index].size());
     if (isa_ != kernels::Isa::kPortable && ternary_dot_) conv_pointwise_dot(op, index, p);
     else nonzero = conv_ternary_pointwise(op, index, p);
-    counts.ternary_adds += nonzero * p.out_pixels;
-    counts.int32_adds += op.out_channels * p.out_pixels;     // bias
-    counts.requant_mults += op.out_channels * p.out_pixels;  // fixed-point multiply
-    counts.roundings += op.out_channels * p.out_pixels;
   } else if (is_pointwise(op)) {
     if (isa_ != kernels::Isa::kPortable) conv_pointwise_dot(op, index, p);
     else conv_int8_pointwise(op, p);
-    counts.int8_mults += op.out_channels * op.in_channels * p.out_pixels;
-    counts.int32_adds += op.out_channels * (op.in_channels * p.out_pixels + p.out_pixels);  // accumulate + bias
-    counts.requant_mults += op.out_channels * p.out_pixels;
-    counts.roundings += op.out_channels * p.out_pixels;
   } else {
     conv_general(op, p);
-    const int64_t macs = op.out_channels * (op.in_channels / op.groups) * op.kernel * op.kernel * p.out_pixels;
-    counts.int8_mults += macs;
-    counts.int32_adds += macs + op.out_channels * p.out_pixels;
-    counts.requant_mults += op.out_channels * p.out_pixels;
-    counts.roundings += op.out_channels * p.out_pixels;
   }
+  count_conv(op, index, nonzero, p.out_pixels);
   if (op.table.defined()) apply_table(index, op.out_channels * p.out_pixels);
+}
+
+// What a convolution executed, by the reference kernels' arithmetic. Ternary 1x1 layers: additions
+// of the non-zero weights' inputs (`nonzero` weights), whichever path computed the same integers.
+void IntegerEngine::count_conv(const IntOp& op, size_t index, int64_t nonzero, int64_t out_pixels) {
+  OpCounts& counts = counts_[index].counts;
+  if (is_ternary_pointwise(op)) {
+    counts.ternary_adds += nonzero * out_pixels;
+    counts.int32_adds += op.out_channels * out_pixels;  // bias
+  } else if (is_pointwise(op)) {
+    counts.int8_mults += op.out_channels * op.in_channels * out_pixels;
+    counts.int32_adds += op.out_channels * (op.in_channels * out_pixels + out_pixels);  // accumulate + bias
+  } else {
+    const int64_t macs = op.out_channels * (op.in_channels / op.groups) * op.kernel * op.kernel * out_pixels;
+    counts.int8_mults += macs;
+    counts.int32_adds += macs + op.out_channels * out_pixels;
+  }
+  counts.requant_mults += op.out_channels * out_pixels;  // fixed-point multiply
+  counts.roundings += op.out_channels * out_pixels;
 }
 
 // An activation computed by its table: each requantized (pre-activation) code becomes table[code + 128].
@@ -446,11 +472,7 @@ void for_pointwise_blocks(bool parallel, const IntOp& op, const Planes& p, int64
       const int64_t c0 = (t % row_blocks) * kTileRows, b = t / row_blocks, p0 = b * kTilePixels;
       const int64_t count = std::min(kTilePixels, pixels - p0), padded = kernels::padded_pixels(count);
       if (b != packed) pack(p0, count, block.data()), packed = b;
-      const kernels::TileOutput out{p.bias + c0, p.mult + c0, p.shift + c0, p.acc_shift, p.lo, p.hi,
-                                    p.y + c0 * p.out_pixels + p0, p.out_pixels,
-                                    std::min(kTileRows, op.out_channels - c0), count,
-                                    p.folded != nullptr ? p.folded + c0 : nullptr};
-      tile(c0, block.data(), padded, static_cast<int>(padded / 16), out);
+      tile(c0, block.data(), padded, static_cast<int>(padded / 16), p.tile_output(op, c0, p0, count));
     }
   });
 }
@@ -488,6 +510,86 @@ void IntegerEngine::conv_pointwise_quads(const IntOp& op, size_t index, const Co
       });
 }
 
+// A 1x1 convolution on the 8-bit path followed by the depthwise convolution that alone reads its
+// output (MobileNet's expand -> depthwise), run block of channels by block of channels: each
+// block's expanded planes are written (every activation keeps its codes) and convolved while they
+// are still in the core's cache, instead of the whole expanded activation (several MB at 56-112 px)
+// going out to memory and back. The same kernels on the same codes: the same integers.
+bool IntegerEngine::fuses_with_next(size_t index) const {
+  if (!fuse_ || index + 1 >= model_.ops.size() || weight_quads_[index].words.empty() || !reads_once_[index]) return false;
+  const IntOp& op = model_.ops[index];
+  const IntOp& next = model_.ops[index + 1];
+  if (op.kind != OpKind::kConv || op.table.defined() || (op.ternary && !ternary_dot_)) return false;
+  if (next.kind != OpKind::kConv || !is_depthwise(next) || next.input != op.output) return false;
+  // conv_general's choice: narrow planes of a batch run with images innermost, unfused.
+  const bool images_inner = batch_ >= 4 && model_.activations[next.output].width < 16 && !fills_vectors_per_plane(next, isa_);
+  return !images_inner;
+}
+
+void IntegerEngine::conv_expand_depthwise(size_t index, double* expand_seconds, double* depthwise_seconds) {
+  using kernels::kTilePixels, kernels::kTileRows;
+  const IntOp& op = model_.ops[index];
+  const IntOp& dw = model_.ops[index + 1];
+  const ConvPlanes p = conv_planes(op, index), pd = conv_planes(dw, index + 1);
+  const int64_t quads = kernels::channel_quads(op.in_channels), block_codes = quads * kTilePixels * 4;
+  const int64_t pixels = p.in_pixels, pixel_blocks = (pixels + kTilePixels - 1) / kTilePixels;
+  const bool offset = !model_.activations[op.input].is_unsigned;
+  // The whole input packed once (the blocks of conv_pointwise_quads, side by side).
+  if (static_cast<int64_t>(packed_.size()) < pixel_blocks * block_codes) packed_.resize(pixel_blocks * block_codes);
+  uint8_t* packed = packed_.data();
+  using Clock = std::chrono::steady_clock;
+  const auto t0 = Clock::now();
+  for_channels(parallel_, pixel_blocks, block_codes, [&](int64_t b0, int64_t b1) {
+    for (int64_t b = b0; b < b1; ++b)
+      kernels::pack_input_quads(p.x, pixels, op.in_channels, offset, b * kTilePixels,
+                                std::min(kTilePixels, pixels - b * kTilePixels), packed + b * block_codes, isa_);
+  });
+  const int64_t rows = fused_block_rows(op.out_channels, p.out_pixels);
+  const int64_t channel_blocks = (op.out_channels + rows - 1) / rows;
+  const kernels::QuadWeights& w = weight_quads_[index];
+  std::atomic<int64_t> tile_ns{0}, depthwise_ns{0};
+  for_channels(parallel_, channel_blocks, rows * (quads + 9) * p.out_pixels, [&](int64_t k0, int64_t k1) {
+    for (int64_t k = k0; k < k1; ++k) {
+      const int64_t c0 = k * rows, c1 = std::min(op.out_channels, c0 + rows);
+      const auto t1 = Clock::now();
+      for (int64_t b = 0; b < pixel_blocks; ++b) {
+        const int64_t p0 = b * kTilePixels, count = std::min(kTilePixels, pixels - p0);
+        const int64_t padded = kernels::padded_pixels(count);
+        for (int64_t r = c0; r < c1; r += kTileRows)
+          kernels::pointwise_quad_tile_requantized(packed + b * block_codes, padded, quads, w.words.data() + r * quads,
+                                                   w.start.data() + r, 0, static_cast<int>(padded / 16),
+                                                   p.tile_output(op, r, p0, count), isa_);
+      }
+      const auto t2 = Clock::now();
+      depthwise_channels(dw, pd, c0, c1);
+      tile_ns += std::chrono::duration_cast<std::chrono::nanoseconds>(t2 - t1).count();
+      depthwise_ns += std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now() - t2).count();
+    }
+  });
+  // Wall time, shared between the two ops as their threads' time was.
+  const double wall = std::chrono::duration<double>(Clock::now() - t0).count();
+  const double tiles = static_cast<double>(tile_ns), convs = static_cast<double>(depthwise_ns);
+  *expand_seconds += wall * (tiles + convs > 0 ? tiles / (tiles + convs) : 0.5);
+  *depthwise_seconds += wall * (tiles + convs > 0 ? convs / (tiles + convs) : 0.5);
+  count_conv(op, index, static_cast<int64_t>(plus_[index].size() + minus_[index].size()), p.out_pixels);
+  count_conv(dw, index + 1, 0, pd.out_pixels);
+  if (dw.table.defined()) apply_table(index + 1, dw.out_channels * pd.out_pixels);
+}
+
+// Output channels per block of conv_expand_depthwise: a multiple of the tile's rows whose expanded
+// planes (int16 codes) take at most about 128 KB, and, when the channels are split over threads,
+// as many blocks per thread (else up to one block's time is lost waiting at the end of the layer).
+int64_t IntegerEngine::fused_block_rows(int64_t channels, int64_t out_pixels) const {
+  using kernels::kTileRows;
+  constexpr int64_t kBlockBytes = int64_t{128} << 10;
+  const int64_t widest = std::clamp<int64_t>(kBlockBytes / (2 * out_pixels) / kTileRows * kTileRows, kTileRows, 32);
+  const int64_t threads = parallel_ ? at::get_num_threads() : 1;
+  if (threads <= 1) return widest;
+  for (int64_t rows = widest; rows >= kTileRows; rows -= kTileRows)
+    if (((channels + rows - 1) / rows) % threads == 0) return rows;
+  return widest;
+}
+
 // General (stem) and depthwise convolution over zero-padded copies of the input planes: every
 // output takes the full k*k*(in/groups) multiply-accumulates, as the analytic count says. Narrow
 // outputs of a batch run with images innermost (vectors over images). Each padded plane is followed
@@ -500,6 +602,7 @@ void IntegerEngine::conv_general(const IntOp& op, const ConvPlanes& p) {
   const int64_t pw = in.width + 2 * pad, plane = (in.height + 2 * pad) * pw;
   const bool images_inner = images >= 4 && out.width < 16 && !fills_vectors_per_plane(op, isa_);
   if (is_depthwise(op) && !images_inner) return conv_depthwise(op, p);
+  if (!images_inner && conv_bytes(op, p)) return;
   const int64_t stride = images_inner ? plane : plane + kernels::kPlaneSlack;  // per [channel][image] plane
   int16_t* padded = padded_.data();
   // Padded planes: [C][image][row][column], or [C][row][column][image] with images inner.
@@ -538,42 +641,92 @@ void IntegerEngine::conv_general(const IntOp& op, const ConvPlanes& p) {
   for_channels(parallel_, op.out_channels, in_per_group * k * k * p.out_pixels, convolve);
 }
 
-// A depthwise layer, one pass per channel: each of its [image] planes is padded into the thread's own
-// buffer (which stays in cache; its border and slack stay zero, as every plane rewrites the same
-// interior), then convolved and requantized from there (kernels::depthwise_plane).
+// conv_general on 8-bit codes (kernels::conv_planes3_bytes: 3x3, stride 1 or 2, up to 4 input
+// planes per group, AVX-512 VNNI): the stem. Every channel's planes are padded once into bytes
+// ([C][image][plane], padding 0, or 128 for signed codes), then each output plane is convolved from
+// its group's. False, with nothing done, where some channel cannot run there.
+bool IntegerEngine::conv_bytes(const IntOp& op, const ConvPlanes& p) {
+  const auto& in = model_.activations[op.input];
+  const auto& out = model_.activations[op.output];
+  const int64_t in_per_group = op.in_channels / op.groups, out_per_group = op.out_channels / op.groups;
+  if (op.kernel != 3 || in_per_group > 4) return false;
+  for (int64_t c = 0; c < op.out_channels; ++c)
+    if (!kernels::depthwise_bytes_apply(op.stride, {p.acc_shift, p.bias[c], p.mult[c], p.shift[c], p.lo, p.hi}, isa_))
+      return false;
+  const int64_t pad = op.padding, images = batch_, pw = in.width + 2 * pad;
+  const int64_t stride = (in.height + 2 * pad) * pw + kernels::kByteSlack;  // per [channel][image] plane
+  const bool offset = !in.is_unsigned;
+  if (static_cast<int64_t>(padded_bytes_.size()) < in.channels * images * stride)
+    padded_bytes_.resize(in.channels * images * stride);
+  uint8_t* padded = padded_bytes_.data();
+  for_channels(parallel_, in.channels, images * stride, [&](int64_t c0, int64_t c1) {
+    std::fill(padded + c0 * images * stride, padded + c1 * images * stride, offset ? 128 : 0);
+    for (int64_t q = c0 * images; q < c1 * images; ++q)  // plane q: channel q / images, image q % images
+      kernels::copy_rows_bytes(p.x + q * in.height * in.width, in.width, in.height, in.width,
+                               padded + q * stride + pad * pw + pad, pw, offset, isa_);
+  });
+  const int8_t* w = op.weight.data_ptr<int8_t>();
+  const int64_t out_pixels = out.height * out.width;
+  for_channels(parallel_, op.out_channels, in_per_group * 9 * p.out_pixels, [&](int64_t c0, int64_t c1) {
+    for (int64_t c = c0; c < c1; ++c) {
+      const int64_t first = (c / out_per_group) * in_per_group;  // the group's first input channel
+      const kernels::PlaneRequant r{p.acc_shift, p.bias[c], p.mult[c], p.shift[c], p.lo, p.hi};
+      for (int64_t b = 0; b < images; ++b)
+        kernels::conv_planes3_bytes(padded + (first * images + b) * stride, images * stride, in_per_group, pw,
+                                    w + c * in_per_group * 9, offset, op.stride, out.height, out.width, r,
+                                    p.y + c * p.out_pixels + b * out_pixels, isa_);
+    }
+  });
+  return true;
+}
+
+// A depthwise layer, one pass per channel (depthwise_channels), channels split over the threads.
 void IntegerEngine::conv_depthwise(const IntOp& op, const ConvPlanes& p) {
+  const auto& in = model_.activations[op.input];
+  const auto& out = model_.activations[op.output];
+  const int64_t plane = (in.height + 2 * op.padding) * (in.width + 2 * op.padding);
+  for_channels(parallel_, op.out_channels, batch_ * (plane + op.kernel * op.kernel * out.height * out.width),
+               [&](int64_t c0, int64_t c1) { depthwise_channels(op, p, c0, c1); });
+}
+
+// Depthwise channels [c0, c1) of every image: each [image] plane is padded into the calling thread's
+// own buffer (which stays in cache; its border and slack stay zero, as every plane rewrites the same
+// interior), then convolved and requantized from there (kernels::depthwise_plane, or the 8-bit
+// kernels::depthwise_plane3_bytes on AVX-512 VNNI).
+void IntegerEngine::depthwise_channels(const IntOp& op, const ConvPlanes& p, int64_t c0, int64_t c1) {
   const auto& in = model_.activations[op.input];
   const auto& out = model_.activations[op.output];
   const int64_t pad = op.padding, pw = in.width + 2 * pad, plane = (in.height + 2 * pad) * pw;
   const int64_t k = op.kernel, in_pixels = in.height * in.width, out_pixels = out.height * out.width;
   const int8_t* w = op.weight.data_ptr<int8_t>();
   const bool offset = !in.is_unsigned;  // signed codes as bytes: +128, and the padding at 128
-  for_channels(parallel_, op.out_channels, batch_ * (plane + k * k * out_pixels), [&](int64_t c0, int64_t c1) {
-    int16_t* padded = thread_codes(plane + kernels::kPlaneSlack);
-    int32_t* acc = thread_acc(out_pixels);
-    std::fill(padded, padded + plane + kernels::kPlaneSlack, 0);
-    uint8_t* padded_bytes = nullptr;  // the 8-bit kernel's copy (kernels::depthwise_plane3_bytes)
-    for (int64_t c = c0; c < c1; ++c) {
-      const kernels::PlaneRequant r{p.acc_shift, p.bias[c], p.mult[c], p.shift[c], p.lo, p.hi};
-      const bool bytes = k == 3 && kernels::depthwise_bytes_apply(op.stride, r, p.isa);
-      if (bytes && padded_bytes == nullptr) {
-        padded_bytes = thread_bytes(plane + kernels::kByteSlack);
-        std::fill(padded_bytes, padded_bytes + plane + kernels::kByteSlack, offset ? 128 : 0);
-      }
-      for (int64_t b = 0; b < batch_; ++b) {
-        const int16_t* codes = p.x + (c * batch_ + b) * in_pixels;
-        int16_t* plane_out = p.y + c * p.out_pixels + b * out_pixels;
-        if (bytes) {
-          kernels::copy_rows_bytes(codes, in.width, in.height, in.width, padded_bytes + pad * pw + pad, pw, offset, p.isa);
-          kernels::depthwise_plane3_bytes(padded_bytes, pw, w + c * k * k, offset, op.stride, out.height, out.width, r,
-                                          plane_out, p.isa);
-          continue;
-        }
-        kernels::copy_rows(codes, in.width, in.height, in.width, padded + pad * pw + pad, pw, p.isa);
-        kernels::depthwise_plane(padded, pw, w + c * k * k, k, op.stride, out.height, out.width, r, acc, plane_out, p.isa);
-      }
+  int16_t* padded = nullptr;
+  int32_t* acc = thread_acc(out_pixels);
+  uint8_t* padded_bytes = nullptr;  // the 8-bit kernel's copy (kernels::depthwise_plane3_bytes)
+  for (int64_t c = c0; c < c1; ++c) {
+    const kernels::PlaneRequant r{p.acc_shift, p.bias[c], p.mult[c], p.shift[c], p.lo, p.hi};
+    const bool bytes = k == 3 && kernels::depthwise_bytes_apply(op.stride, r, p.isa);
+    if (bytes && padded_bytes == nullptr) {
+      padded_bytes = thread_bytes(plane + kernels::kByteSlack);
+      std::fill(padded_bytes, padded_bytes + plane + kernels::kByteSlack, offset ? 128 : 0);
     }
-  });
+    if (!bytes && padded == nullptr) {
+      padded = thread_codes(plane + kernels::kPlaneSlack);
+      std::fill(padded, padded + plane + kernels::kPlaneSlack, 0);
+    }
+    for (int64_t b = 0; b < batch_; ++b) {
+      const int16_t* codes = p.x + (c * batch_ + b) * in_pixels;
+      int16_t* plane_out = p.y + c * p.out_pixels + b * out_pixels;
+      if (bytes) {
+        kernels::copy_rows_bytes(codes, in.width, in.height, in.width, padded_bytes + pad * pw + pad, pw, offset, p.isa);
+        kernels::depthwise_plane3_bytes(padded_bytes, pw, w + c * k * k, offset, op.stride, out.height, out.width, r,
+                                        plane_out, p.isa);
+        continue;
+      }
+      kernels::copy_rows(codes, in.width, in.height, in.width, padded + pad * pw + pad, pw, p.isa);
+      kernels::depthwise_plane(padded, pw, w + c * k * k, k, op.stride, out.height, out.width, r, acc, plane_out, p.isa);
+    }
+  }
 }
 
 // conv_general over planes [C][row][column][image]: accumulates [pixel][image], then transposes to

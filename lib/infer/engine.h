@@ -34,6 +34,10 @@ struct EngineOptions {
   // false keeps 1x1 dot products on int16 channel pairs (vpdpwssd) where AVX-512 VNNI would run them
   // on 8-bit codes (vpdpbusd), for comparing the two (`prom-bench infer --dot-codes`).
   bool byte_dot = true;
+  // false runs an expanding 1x1 layer and the depthwise layer after it one after the other, each
+  // over all channels, instead of together block of channels by block (engine.cpp:
+  // conv_expand_depthwise; the 8-bit path only), for comparing the two (`prom-bench infer --no-fuse`).
+  bool fuse_expand_depthwise = true;
 };
 
 class IntegerEngine {
@@ -69,13 +73,20 @@ class IntegerEngine {
   void run_batch(const int16_t* input, int64_t images, int32_t* logits);
   void run_image_parallel(const int16_t* input, int64_t images, int32_t* logits, int threads);
   struct ConvPlanes;
+  ConvPlanes conv_planes(const graph::IntOp& op, size_t index);
   void conv(const graph::IntOp& op, size_t index);
+  void count_conv(const graph::IntOp& op, size_t index, int64_t nonzero, int64_t out_pixels);
+  bool fuses_with_next(size_t index) const;
+  void conv_expand_depthwise(size_t index, double* expand_seconds, double* depthwise_seconds);
+  int64_t fused_block_rows(int64_t channels, int64_t out_pixels) const;
   int64_t conv_ternary_pointwise(const graph::IntOp& op, size_t index, const ConvPlanes& planes);  // -> non-zeros
   void conv_int8_pointwise(const graph::IntOp& op, const ConvPlanes& planes);
   void conv_pointwise_dot(const graph::IntOp& op, size_t index, const ConvPlanes& planes);
   void conv_pointwise_quads(const graph::IntOp& op, size_t index, const ConvPlanes& planes);
   void conv_general(const graph::IntOp& op, const ConvPlanes& planes);
+  bool conv_bytes(const graph::IntOp& op, const ConvPlanes& planes);
   void conv_depthwise(const graph::IntOp& op, const ConvPlanes& planes);
+  void depthwise_channels(const graph::IntOp& op, const ConvPlanes& planes, int64_t c0, int64_t c1);
   void conv_images_inner(const graph::IntOp& op, const ConvPlanes& planes, int64_t plane);
   void apply_table(size_t index, int64_t n);
   void add(const graph::IntOp& op, size_t index);
@@ -91,7 +102,7 @@ class IntegerEngine {
   std::vector<std::unique_ptr<IntegerEngine>> workers_;  // image_parallel: one serial engine per thread
   int last_worker_ = -1;  // the worker that ran the last image of the last run, or -1
   kernels::Isa isa_;
-  bool parallel_, ternary_dot_, byte_dot_;
+  bool parallel_, ternary_dot_, byte_dot_, fuse_;
   int64_t capacity_ = 1;  // images per batch
   int64_t batch_ = 0;     // images in the batch in flight (or the last one)
   std::vector<std::vector<int16_t>> acts_;   // one buffer per graph activation: [C][image][H*W]
@@ -104,6 +115,9 @@ class IntegerEngine {
   std::vector<kernels::ClassifierQuads> classifier_quads_;  // per linear op on the 8-bit path (linear_quads)
   std::vector<int32_t> image_words_;  // the classifier's input codes packed as a tile's weight pairs
   std::vector<std::vector<quant::arith::FoldedRequant>> folded_;  // per 1x1 op whose channels all fold, else empty
+  std::vector<bool> reads_once_;  // per op: its output is read by one op only (and is not the logits)
+  std::vector<uint8_t> packed_;   // conv_expand_depthwise: the 1x1 layer's whole input, packed
+  std::vector<uint8_t> padded_bytes_;  // conv_bytes: every input plane padded, as bytes
   std::vector<int16_t> padded_;  // zero-padded input planes of a stem/depthwise convolution: [C][image][plane]
   int64_t max_pixels_ = 0;       // output pixels of the largest layer, per image (accumulator scratch per thread)
   std::vector<LayerCounts> counts_;

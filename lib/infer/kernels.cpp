@@ -579,26 +579,23 @@ PROM_AVX512_VNNI inline void taps3_bytes512(const int8_t* w, __m512i (&taps)[3])
                                                       static_cast<uint32_t>(static_cast<uint8_t>(w[3 * ky + 2])) << 16));
 }
 
-// 64 stride-1 outputs from the padded row at x (and the 2 below): sums[d] lane j is output 4j + d.
+// 64 stride-1 outputs from the padded row at x (and the 2 below), added to sums: sums[d] lane j is
+// output 4j + d.
 PROM_AVX512_VNNI __attribute__((always_inline)) inline void stride1_byte_sums512(const uint8_t* x, int64_t width,
-                                                                                  const __m512i (&taps)[3], __m512i start,
+                                                                                  const __m512i (&taps)[3],
                                                                                   __m512i (&sums)[4]) {
-  for (int d = 0; d < 4; ++d) {
-    sums[d] = start;
+  for (int d = 0; d < 4; ++d)
     for (int ky = 0; ky < 3; ++ky) sums[d] = _mm512_dpbusd_epi32(sums[d], _mm512_loadu_si512(x + ky * width + d), taps[ky]);
-  }
 }
 
-// 32 stride-2 outputs ox .. ox + 31 of row oy: sums[0] lane j is output ox + 2j, sums[1] ox + 2j + 1.
+// 32 stride-2 outputs ox .. ox + 31 of row oy, added to sums: sums[0] lane j is output ox + 2j,
+// sums[1] ox + 2j + 1.
 PROM_AVX512_VNNI __attribute__((always_inline)) inline void stride2_byte_sums512(const uint8_t* x, int64_t width,
-                                                                                  const __m512i (&taps)[3], __m512i start,
-                                                                                  int64_t oy, int64_t ox,
-                                                                                  __m512i (&sums)[2]) {
-  for (int h = 0; h < 2; ++h) {
-    sums[h] = start;
+                                                                                  const __m512i (&taps)[3], int64_t oy,
+                                                                                  int64_t ox, __m512i (&sums)[2]) {
+  for (int h = 0; h < 2; ++h)
     for (int ky = 0; ky < 3; ++ky)
       sums[h] = _mm512_dpbusd_epi32(sums[h], _mm512_loadu_si512(x + (2 * oy + ky) * width + 2 * ox + 2 * h), taps[ky]);
-  }
 }
 
 // stride1_byte_sums512's 64 accumulators requantized into output order and the first `left` stored:
@@ -616,31 +613,40 @@ PROM_AVX512_VNNI __attribute__((always_inline)) inline void store_requantized64(
   if (left > 32) store_codes32(out + 32, clamp(_mm512_permutex2var_epi16(p01, _mm512_load_si512(kSecond), p23)), left - 32);
 }
 
-// A padded plane of bytes (row length `width`) -> out_h x out_w codes. Stride-1 planes narrower
-// than 48 outputs run flattened (vectors across row ends, as planes3_requantized_avx512).
-PROM_AVX512_VNNI void depthwise3_bytes_avx512(const uint8_t* x, int64_t width, const int8_t* w, bool offset,
-                                              int64_t stride, int64_t out_h, int64_t out_w, const PlaneRequant& r,
-                                              int16_t* out) {
-  __m512i taps[3];
-  taps3_bytes512(w, taps);
+// P padded planes of bytes (row length `width`, plane_stride bytes apart, weights w[P][9]) -> the
+// out_h x out_w codes of their summed convolutions (P = 1: a depthwise plane; P = 3: the stem's
+// output channel). Stride-1 planes narrower than 48 outputs run flattened (vectors across row
+// ends, as planes3_requantized_avx512).
+template <int P>
+PROM_AVX512_VNNI void planes3_bytes_avx512(const uint8_t* x, int64_t plane_stride, int64_t width, const int8_t* w,
+                                           bool offset, int64_t stride, int64_t out_h, int64_t out_w,
+                                           const PlaneRequant& r, int16_t* out) {
+  __m512i taps[P][3];
   int32_t weight_sum = 0;
-  for (int i = 0; i < 9; ++i) weight_sum += w[i];
+  for (int i = 0; i < P; ++i) {
+    taps3_bytes512(w + 9 * i, taps[i]);
+    for (int j = 0; j < 9; ++j) weight_sum += w[9 * i + j];
+  }
   const __m512i start = _mm512_set1_epi32(offset ? -128 * weight_sum : 0);
   const AccLanes512 lanes = acc_lanes512(r.acc_shift, r.bias, r.multiplier, r.right_shift, r.lo, r.hi);
   if (stride == 2) {
-    __m512i sums[2];
     for (int64_t oy = 0; oy < out_h; ++oy)
       for (int64_t ox = 0; ox < out_w; ox += 32) {
-        stride2_byte_sums512(x, width, taps, start, oy, ox, sums);
+        __m512i sums[2] = {start, start};
+        for (int i = 0; i < P; ++i) stride2_byte_sums512(x + i * plane_stride, width, taps[i], oy, ox, sums);
         store_codes32(out + oy * out_w + ox, requantize_acc32<true>(sums[0], sums[1], lanes), out_w - ox);
       }
     return;
   }
+  const auto sums1 = [&](int64_t at, __m512i(&sums)[4]) PROM_AVX512_VNNI_LAMBDA {
+    for (int d = 0; d < 4; ++d) sums[d] = start;
+    for (int i = 0; i < P; ++i) stride1_byte_sums512(x + i * plane_stride + at, width, taps[i], sums);
+  };
   __m512i sums[4];
   if (out_w < 48) {
     int16_t* flat = flat_codes(out_h * width + 64);
     for (int64_t q = 0; q < out_h * width; q += 64) {
-      stride1_byte_sums512(x + q, width, taps, start, sums);
+      sums1(q, sums);
       store_requantized64(flat + q, 64, sums, lanes);
     }
     copy_rows_avx512(flat, width, out_h, out_w, out, out_w);
@@ -648,7 +654,7 @@ PROM_AVX512_VNNI void depthwise3_bytes_avx512(const uint8_t* x, int64_t width, c
   }
   for (int64_t oy = 0; oy < out_h; ++oy)
     for (int64_t ox = 0; ox < out_w; ox += 64) {
-      stride1_byte_sums512(x + oy * width + ox, width, taps, start, sums);
+      sums1(oy * width + ox, sums);
       store_requantized64(out + oy * out_w + ox, out_w - ox, sums, lanes);
     }
 }
@@ -722,15 +728,26 @@ void conv_planes_requantized(const int16_t* x, int64_t plane_stride, int64_t pla
   requantize(acc, out_h * out_w, r.acc_shift, r.bias, r.multiplier, r.right_shift, r.lo, r.hi, out, isa);
 }
 
-bool depthwise_plane3_bytes(const uint8_t* x, int64_t width, const int8_t* w, bool offset, int64_t stride,
-                            int64_t out_h, int64_t out_w, const PlaneRequant& r, int16_t* out, Isa isa) {
-  if (!depthwise_bytes_apply(stride, r, isa)) return false;
+bool conv_planes3_bytes(const uint8_t* x, int64_t plane_stride, int64_t planes, int64_t width, const int8_t* w,
+                        bool offset, int64_t stride, int64_t out_h, int64_t out_w, const PlaneRequant& r, int16_t* out,
+                        Isa isa) {
+  if (!depthwise_bytes_apply(stride, r, isa) || planes < 1 || planes > 4) return false;
 #ifdef PROM_X86
-  depthwise3_bytes_avx512(x, width, w, offset, stride, out_h, out_w, r, out);
+  switch (planes) {
+    case 1: planes3_bytes_avx512<1>(x, plane_stride, width, w, offset, stride, out_h, out_w, r, out); break;
+    case 2: planes3_bytes_avx512<2>(x, plane_stride, width, w, offset, stride, out_h, out_w, r, out); break;
+    case 3: planes3_bytes_avx512<3>(x, plane_stride, width, w, offset, stride, out_h, out_w, r, out); break;
+    default: planes3_bytes_avx512<4>(x, plane_stride, width, w, offset, stride, out_h, out_w, r, out); break;
+  }
 #else
-  (void)x, (void)width, (void)w, (void)offset, (void)out_h, (void)out_w, (void)out;
+  (void)x, (void)plane_stride, (void)width, (void)w, (void)offset, (void)out_h, (void)out_w, (void)out;
 #endif
   return true;
+}
+
+bool depthwise_plane3_bytes(const uint8_t* x, int64_t width, const int8_t* w, bool offset, int64_t stride,
+                            int64_t out_h, int64_t out_w, const PlaneRequant& r, int16_t* out, Isa isa) {
+  return conv_planes3_bytes(x, 0, 1, width, w, offset, stride, out_h, out_w, r, out, isa);
 }
 
 bool depthwise_bytes_apply(int64_t stride, const PlaneRequant& r, Isa isa) {

@@ -59,6 +59,11 @@ constexpr int64_t kByteSlack = 192;
 bool depthwise_bytes_apply(int64_t stride, const PlaneRequant& r, Isa isa);
 bool depthwise_plane3_bytes(const uint8_t* x, int64_t width, const int8_t* w, bool offset, int64_t stride,
                             int64_t out_h, int64_t out_w, const PlaneRequant& r, int16_t* out, Isa isa);
+// The same summed over `planes` (1 to 4) padded byte planes, plane_stride bytes apart, with weights
+// w[plane][9]: a stem output channel, as conv_planes_requantized (where it runs: as above).
+bool conv_planes3_bytes(const uint8_t* x, int64_t plane_stride, int64_t planes, int64_t width, const int8_t* w,
+                        bool offset, int64_t stride, int64_t out_h, int64_t out_w, const PlaneRequant& r, int16_t* out,
+                        Isa isa);
 // copy_rows into bytes (+128 with `offset`), e.g. a plane into its padded byte copy.
 void copy_rows_bytes(const int16_t* src, int64_t src_stride, int64_t rows, int64_t cols, uint8_t* dst,
                      int64_t dst_stride, bool offset, Isa isa);

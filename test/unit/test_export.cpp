@@ -243,8 +243,8 @@ void warn_missing_isas() {
          << infer::kernels::isa_name(infer::kernels::best_isa()) << ")");
 }
 
-TEST_CASE("every dispatch path (portable, AVX2, AVX-512 VNNI on 8-bit or int16 codes; ternary dot or add/sub) gives "
-          "identical integers, batch 1 and 6, at 32 and 40 px",
+TEST_CASE("every dispatch path (portable, AVX2, AVX-512 VNNI on 8-bit or int16 codes; ternary dot or add/sub; expand "
+          "and depthwise fused or not) gives identical integers, batch 1 and 6, at 32 and 40 px",
           "[export]") {
   warn_missing_isas();
   for (int64_t size : {32, 40}) {  // at 40 px the first depthwise rows are 20 wide: the fused stride-1 kernel
@@ -268,6 +268,10 @@ TEST_CASE("every dispatch path (portable, AVX2, AVX-512 VNNI on 8-bit or int16 c
         pairs_options.byte_dot = false;  // AVX-512 VNNI: 1x1 layers on int16 pairs (vpdpwssd), not bytes
         infer::IntegerEngine pairs(m, pairs_options);
         CHECK(torch::equal(pairs.run(codes), expected));
+        auto unfused_options = engine_options(isa);
+        unfused_options.fuse_expand_depthwise = false;  // expand and depthwise layers one after the other
+        infer::IntegerEngine unfused(m, unfused_options);
+        CHECK(torch::equal(unfused.run(codes), expected));
         for (size_t i = 0; i < m.activations.size(); ++i) CHECK(engine.activation(i) == portable.activation(i));
         for (size_t i = 0; i < engine.counts().size(); ++i) CHECK(engine.counts()[i].counts == portable.counts()[i].counts);
       }
@@ -574,50 +578,62 @@ TEST_CASE("image-parallel, channel-parallel and serial engines on every path, an
     }
 }
 
-TEST_CASE("depthwise 3x3 planes on 8-bit codes equal the int16 kernel's codes, signed and unsigned codes, strides 1 "
-          "and 2, narrow and wide planes",
+TEST_CASE("depthwise 3x3 planes and 3-plane stem channels on 8-bit codes equal the int16 kernels' codes, signed and "
+          "unsigned codes, strides 1 and 2, narrow and wide planes",
           "[export]") {
   using infer::kernels::Isa;
   std::mt19937_64 rng(43);
-  int64_t planes = 0;
+  int64_t runs = 0;
   for (int64_t width : {1, 2, 7, 14, 17, 28, 47, 48, 56, 65, 112})
     for (int64_t height : {1, 3, 7, 28})
       for (int64_t stride : {1, 2})
-        for (bool is_unsigned : {true, false}) {
-          const int64_t out_h = (height - 1) / stride + 1, out_w = (width - 1) / stride + 1, pw = width + 2;
-          const int lo = is_unsigned ? 0 : -128, hi = is_unsigned ? 255 : 127;
-          std::vector<int16_t> x(height * width);
-          for (auto& v : x) v = static_cast<int16_t>(rng() % 4 == 0 ? (rng() % 2 ? hi : lo) : lo + static_cast<int>(rng() % 256));
-          std::vector<int8_t> w(9);
-          for (auto& v : w) v = static_cast<int8_t>(rng() % 4 == 0 ? (rng() % 2 ? 127 : -127) : static_cast<int>(rng() % 255) - 127);
-          std::vector<int16_t> padded((height + 2) * pw + infer::kernels::kPlaneSlack, 0);
-          for (int64_t y = 0; y < height; ++y) std::copy_n(x.data() + y * width, width, padded.data() + (y + 1) * pw + 1);
-          const infer::kernels::PlaneRequant r{9, -4321, 1518500250, 49, is_unsigned ? 0 : -128, is_unsigned ? 255 : 127};
-          std::vector<int16_t> expected(out_h * out_w);
-          std::vector<int32_t> scratch(out_h * out_w);
-          infer::kernels::depthwise_plane(padded.data(), pw, w.data(), 3, stride, out_h, out_w, r, scratch.data(),
-                                          expected.data(), Isa::kPortable);
-          for (auto isa : available_isas()) {
-            INFO(height << "x" << width << " plane, stride " << stride << (is_unsigned ? ", uint8, " : ", int8, ")
-                        << infer::kernels::isa_name(isa));
-            // The byte copy: padding 0, or 128 (the offset zero) for signed codes.
-            std::vector<uint8_t> bytes((height + 2) * pw + infer::kernels::kByteSlack, is_unsigned ? 0 : 128);
-            infer::kernels::copy_rows_bytes(x.data(), width, height, width, bytes.data() + pw + 1, pw, !is_unsigned, isa);
-            for (int64_t y = 0; y < height; ++y)
-              for (int64_t c = 0; c < width; ++c)
-                REQUIRE(bytes[(y + 1) * pw + 1 + c] == static_cast<uint8_t>(x[y * width + c] + (is_unsigned ? 0 : 128)));
-            std::vector<int16_t> codes(out_h * out_w + 8, -7);
-            const bool ran = infer::kernels::depthwise_plane3_bytes(bytes.data(), pw, w.data(), !is_unsigned, stride, out_h,
-                                                                    out_w, r, codes.data(), isa);
-            REQUIRE(ran == (isa == Isa::kAvx512Vnni));
-            if (!ran) continue;
-            ++planes;
-            for (int64_t i = 0; i < out_h * out_w; ++i) REQUIRE(codes[i] == expected[i]);
-            for (int64_t i = out_h * out_w; i < out_h * out_w + 8; ++i) REQUIRE(codes[i] == -7);  // nothing past the plane
+        for (bool is_unsigned : {true, false})
+          for (int64_t planes : {1, 3}) {  // a depthwise plane; a stem channel over 3 input planes
+            const int64_t out_h = (height - 1) / stride + 1, out_w = (width - 1) / stride + 1, pw = width + 2;
+            const int64_t padded_plane = (height + 2) * pw + infer::kernels::kPlaneSlack;
+            const int64_t byte_plane = (height + 2) * pw + infer::kernels::kByteSlack;
+            const int lo = is_unsigned ? 0 : -128, hi = is_unsigned ? 255 : 127;
+            std::vector<int16_t> x(planes * height * width);
+            for (auto& v : x) v = static_cast<int16_t>(rng() % 4 == 0 ? (rng() % 2 ? hi : lo) : lo + static_cast<int>(rng() % 256));
+            std::vector<int8_t> w(planes * 9);
+            for (auto& v : w) v = static_cast<int8_t>(rng() % 4 == 0 ? (rng() % 2 ? 127 : -127) : static_cast<int>(rng() % 255) - 127);
+            std::vector<int16_t> padded(planes * padded_plane, 0);
+            for (int64_t i = 0; i < planes; ++i)
+              for (int64_t y = 0; y < height; ++y)
+                std::copy_n(x.data() + (i * height + y) * width, width, padded.data() + i * padded_plane + (y + 1) * pw + 1);
+            const infer::kernels::PlaneRequant r{9, -4321, 1518500250, 49, is_unsigned ? 0 : -128, is_unsigned ? 255 : 127};
+            std::vector<int16_t> expected(out_h * out_w);
+            std::vector<int32_t> scratch(out_h * out_w);
+            infer::kernels::conv_planes_requantized(padded.data(), padded_plane, planes, pw, w.data(), 3, stride, out_h,
+                                                    out_w, r, scratch.data(), expected.data(), Isa::kPortable);
+            for (auto isa : available_isas()) {
+              INFO(planes << " planes of " << height << "x" << width << ", stride " << stride
+                          << (is_unsigned ? ", uint8, " : ", int8, ") << infer::kernels::isa_name(isa));
+              // The byte copies: padding 0, or 128 (the offset zero) for signed codes.
+              std::vector<uint8_t> bytes(planes * byte_plane, is_unsigned ? 0 : 128);
+              for (int64_t i = 0; i < planes; ++i)
+                infer::kernels::copy_rows_bytes(x.data() + i * height * width, width, height, width,
+                                                bytes.data() + i * byte_plane + pw + 1, pw, !is_unsigned, isa);
+              for (int64_t i = 0; i < planes; ++i)
+                for (int64_t y = 0; y < height; ++y)
+                  for (int64_t c = 0; c < width; ++c)
+                    REQUIRE(bytes[i * byte_plane + (y + 1) * pw + 1 + c] ==
+                            static_cast<uint8_t>(x[(i * height + y) * width + c] + (is_unsigned ? 0 : 128)));
+              std::vector<int16_t> codes(out_h * out_w + 8, -7);
+              const bool ran =
+                  planes == 1 ? infer::kernels::depthwise_plane3_bytes(bytes.data(), pw, w.data(), !is_unsigned, stride,
+                                                                       out_h, out_w, r, codes.data(), isa)
+                              : infer::kernels::conv_planes3_bytes(bytes.data(), byte_plane, planes, pw, w.data(),
+                                                                   !is_unsigned, stride, out_h, out_w, r, codes.data(), isa);
+              REQUIRE(ran == (isa == Isa::kAvx512Vnni));
+              if (!ran) continue;
+              ++runs;
+              for (int64_t i = 0; i < out_h * out_w; ++i) REQUIRE(codes[i] == expected[i]);
+              for (int64_t i = out_h * out_w; i < out_h * out_w + 8; ++i) REQUIRE(codes[i] == -7);  // nothing past the plane
+            }
           }
-        }
-  if (infer::kernels::best_isa() == Isa::kAvx512Vnni) CHECK(planes == 11 * 4 * 2 * 2);
-  else WARN("SKIPPED: this CPU has no AVX-512 VNNI; the 8-bit depthwise kernel does not run here");
+  if (infer::kernels::best_isa() == Isa::kAvx512Vnni) CHECK(runs == 11 * 4 * 2 * 2 * 2);
+  else WARN("SKIPPED: this CPU has no AVX-512 VNNI; the 8-bit depthwise and stem kernels do not run here");
 }
 
 TEST_CASE("row copies on every path copy each row's values and nothing between rows, 1 to 70 columns", "[export]") {
