@@ -34,6 +34,12 @@ bool fills_vectors_per_plane(const IntOp& op, kernels::Isa isa) {
   return isa != kernels::Isa::kPortable && op.kernel == 3 && (op.stride == 1 || op.stride == 2);
 }
 
+// conv_general's layout choice: narrow outputs of a batch of at least 4 images run with images
+// innermost (vectors over images), unless the plane kernels fill their vectors per plane.
+bool runs_images_inner(const IntOp& op, int64_t images, int64_t out_width, kernels::Isa isa) {
+  return images >= 4 && out_width < 16 && !fills_vectors_per_plane(op, isa);
+}
+
 // Each output channel's requantization in the folded form of the AVX-512 tiles, precomputed, when
 // every channel folds and the clamp lies within int16; else empty (the tiles then fold per tile).
 std::vector<quant::arith::FoldedRequant> fold_requantizations(const IntOp& op) {
@@ -521,9 +527,8 @@ bool IntegerEngine::fuses_with_next(size_t index) const {
   const IntOp& next = model_.ops[index + 1];
   if (op.kind != OpKind::kConv || op.table.defined() || (op.ternary && !ternary_dot_)) return false;
   if (next.kind != OpKind::kConv || !is_depthwise(next) || next.input != op.output) return false;
-  // conv_general's choice: narrow planes of a batch run with images innermost, unfused.
-  const bool images_inner = batch_ >= 4 && model_.activations[next.output].width < 16 && !fills_vectors_per_plane(next, isa_);
-  return !images_inner;
+  // Depthwise layers that conv_general runs with images innermost stay unfused.
+  return !runs_images_inner(next, batch_, model_.activations[next.output].width, isa_);
 }
 
 void IntegerEngine::conv_expand_depthwise(size_t index, double* expand_seconds, double* depthwise_seconds) {
@@ -600,7 +605,7 @@ void IntegerEngine::conv_general(const IntOp& op, const ConvPlanes& p) {
   const auto& out = model_.activations[op.output];
   const int64_t pad = op.padding, images = batch_;
   const int64_t pw = in.width + 2 * pad, plane = (in.height + 2 * pad) * pw;
-  const bool images_inner = images >= 4 && out.width < 16 && !fills_vectors_per_plane(op, isa_);
+  const bool images_inner = runs_images_inner(op, images, out.width, isa_);
   if (is_depthwise(op) && !images_inner) return conv_depthwise(op, p);
   if (!images_inner && conv_bytes(op, p)) return;
   const int64_t stride = images_inner ? plane : plane + kernels::kPlaneSlack;  // per [channel][image] plane
