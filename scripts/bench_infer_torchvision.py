@@ -9,7 +9,8 @@ median of timed forwards of one batch with torch.backends.quantized.engine set t
 in NCHW and in channels_last (the faster is reported, and named). TorchScript: torchvision's
 fp32 mobilenet_v2 traced, frozen and optimized for inference, NCHW and channels_last (the faster). Prints one flat JSON
 object on stdout ("<engine>_ms", null where this torch lacks the engine; "engine" and "ms": the
-faster engine; "torchscript_fp32_ms"). Run by prom-bench with Debian's /usr/bin/python3
+faster engine; "torchscript_fp32_ms"). --engines and --skip-torchscript narrow it to what prom-bench's
+later rounds (--rounds) time again. Run by prom-bench with Debian's /usr/bin/python3
 (LD_PRELOAD: prom's tcmalloc).
 """
 import argparse
@@ -77,10 +78,19 @@ def main():
     p.add_argument("--warmup", type=int, default=5)
     p.add_argument("--iters", type=int, default=20)
     p.add_argument("--calibration", type=int, default=4, help="random batches of 4 to calibrate observers")
+    p.add_argument("--engines", default=",".join(ENGINES), help="quantized engines to time, comma-separated")
+    p.add_argument("--skip-torchscript", action="store_true", help="do not time the TorchScript fp32 model")
     a = p.parse_args()
+    engines = [e for e in a.engines.split(",") if e]
+    unknown = [e for e in engines if e not in ENGINES]
+    if unknown:
+        raise SystemExit("--engines: unknown engine %s (known: %s)" % (", ".join(unknown), ", ".join(ENGINES)))
     torch.set_num_threads(a.threads)
     out = {"torch": torch.__version__, "torchvision": torchvision.__version__}
     for engine in ENGINES:
+        if engine not in engines:
+            out[engine + "_ms"], out[engine + "_format"] = None, None
+            continue
         ms, fmt = int8_latency_ms(engine, a) if engine in torch.backends.quantized.supported_engines else (None, None)
         out[engine + "_ms"], out[engine + "_format"] = ms, fmt
     measured = [e for e in ENGINES if out[e + "_ms"] is not None]
@@ -89,7 +99,8 @@ def main():
                          % (", ".join(ENGINES), ", ".join(torch.backends.quantized.supported_engines)))
     best = min(measured, key=lambda e: out[e + "_ms"])
     out.update({"engine": best, "ms": out[best + "_ms"]})
-    out["torchscript_fp32_ms"], out["torchscript_fp32_format"] = torchscript_fp32_ms(a)
+    if not a.skip_torchscript:
+        out["torchscript_fp32_ms"], out["torchscript_fp32_format"] = torchscript_fp32_ms(a)
     print(json.dumps(out))
 
 

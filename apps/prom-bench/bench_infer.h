@@ -27,6 +27,10 @@ struct InferBenchOptions {
   std::string ternary_kernel = "dot";  // ternary 1x1 layers: dot (products) | addsub (index lists)
   std::string dot_codes = "8bit";       // AVX-512 VNNI 1x1 dot products: 8bit (vpdpbusd) | 16bit (vpdpwssd)
   bool no_fuse = false;  // expand and depthwise layers one after the other, not block by block
+  // Rounds of (engine, torch.ao's faster engine) timed one after the other; the ratio reported is
+  // the median of the rounds' ratios, so that a machine whose speed drifts within minutes (a VM)
+  // slows both sides of a round alike. Round 1 also times every other reference.
+  int rounds = 1;
 };
 
 CLI::App* add_infer_command(CLI::App& cli, InferBenchOptions& options);

@@ -6,6 +6,7 @@
 #include <atomic>
 #include <chrono>
 #include <cmath>
+#include <cstring>
 
 #include "core/error.h"
 #include "infer/kernels.h"
@@ -126,9 +127,11 @@ IntegerEngine::IntegerEngine(graph::IntModel model, EngineOptions options)
       if (id >= 0) ++readers[id];
   for (const IntOp& op : model_.ops)
     reads_once_.push_back(op.output >= 0 && readers[op.output] == 1 && op.output != model_.output);
+  for (size_t i = 0; i < model_.ops.size(); ++i) fusable_.push_back(fusable(i));
   max_pixels_ = static_cast<int64_t>(max_pixels);
   padded_.resize(capacity_ * max_padded);
   seconds_.assign(model_.ops.size(), 0.0);
+  written_.assign(model_.activations.size(), true);
 }
 
 // The packed weights and precomputed requantizations that op i's fast kernels read, per path.
@@ -202,6 +205,13 @@ uint8_t* thread_bytes(int64_t n) {
   return bytes.data();
 }
 
+// A second byte scratch of the calling thread (conv_expand_depthwise's block of expanded planes).
+uint8_t* thread_block_bytes(int64_t n) {
+  thread_local std::vector<uint8_t> bytes;
+  if (static_cast<int64_t>(bytes.size()) < n) bytes.resize(n);
+  return bytes.data();
+}
+
 // Code scratch of the calling thread (a padded plane), at least `n` values.
 int16_t* thread_codes(int64_t n) {
   thread_local std::vector<int16_t> codes;
@@ -256,16 +266,23 @@ void IntegerEngine::run_image_parallel(const int16_t* input, int64_t images, int
   }
   const auto& in = model_.activations[model_.input];
   const int64_t image_size = in.channels * in.height * in.width, classes = model_.activations[model_.output].channels;
-  const auto first = [&](int64_t w) { return w * images / threads; };  // worker w's images: [first(w), first(w + 1))
+  // Workers take chunks of images from a shared counter rather than fixed shares: on a machine
+  // whose cores run at different speeds (a VM's vCPUs, or a core shared with another process) a
+  // fixed half leaves the faster worker waiting. About 4 chunks per worker, at most a worker batch.
+  const int64_t chunk = std::clamp<int64_t>(images / (4 * threads), 1, workers_[0]->batch_capacity());
+  std::atomic<int64_t> next{0};
+  std::atomic<int> last{-1};
   for (auto& w : workers_) w->reset_counts();
   at::parallel_for(0, threads, 1, [&](int64_t w0, int64_t w1) {
-    for (int64_t w = w0; w < w1; ++w) {
-      const int64_t b = first(w), n = first(w + 1) - b;
-      const torch::Tensor codes = torch::from_blob(const_cast<int16_t*>(input) + b * image_size,
-                                                   {n, in.channels, in.height, in.width}, torch::kInt16);
-      const torch::Tensor out = workers_[w]->run(codes);
-      std::copy(out.data_ptr<int32_t>(), out.data_ptr<int32_t>() + n * classes, logits + b * classes);
-    }
+    for (int64_t w = w0; w < w1; ++w)
+      for (int64_t b = next.fetch_add(chunk); b < images; b = next.fetch_add(chunk)) {
+        const int64_t n = std::min(chunk, images - b);
+        const torch::Tensor codes = torch::from_blob(const_cast<int16_t*>(input) + b * image_size,
+                                                     {n, in.channels, in.height, in.width}, torch::kInt16);
+        const torch::Tensor out = workers_[w]->run(codes);
+        std::copy(out.data_ptr<int32_t>(), out.data_ptr<int32_t>() + n * classes, logits + b * classes);
+        if (b + n == images) last = static_cast<int>(w);
+      }
   });
   // The counts are what the workers executed; the seconds are wall time (the workers ran side by side).
   for (int w = 0; w < threads; ++w)
@@ -273,12 +290,15 @@ void IntegerEngine::run_image_parallel(const int16_t* input, int64_t images, int
       counts_[i].counts += workers_[w]->counts_[i].counts;
       seconds_[i] += workers_[w]->seconds_[i] / threads;
     }
-  last_worker_ = threads - 1;
+  last_worker_ = last;
 }
 
 std::vector<int16_t> IntegerEngine::activation(size_t id) const {
   if (last_worker_ >= 0) return workers_[last_worker_]->activation(id);
   const auto& a = model_.activations.at(id);
+  if (!written_[id])
+    throw Error("integer engine: activation " + std::to_string(id) +
+                " is a fused expand layer's output, not written (EngineOptions::keep_activations)");
   const int64_t pixels = a.height * a.width;
   std::vector<int16_t> out(a.channels * pixels);
   if (batch_ == 0) return out;
@@ -297,6 +317,7 @@ torch::Tensor IntegerEngine::logits(const torch::Tensor& images) {
 
 void IntegerEngine::run_batch(const int16_t* input, int64_t images, int32_t* logits) {
   batch_ = images;
+  std::fill(written_.begin(), written_.end(), true);
   // [image][C][H*W] -> [C][image][H*W]
   const auto& in = model_.activations[model_.input];
   const int64_t pixels = in.height * in.width;
@@ -310,6 +331,7 @@ void IntegerEngine::run_batch(const int16_t* input, int64_t images, int32_t* log
     const IntOp& op = model_.ops[i];
     if (fuses_with_next(i)) {
       conv_expand_depthwise(i, &seconds_[i], &seconds_[i + 1]);
+      written_[op.output] = options_.keep_activations;
       t0 = Clock::now();
       ++i;
       continue;
@@ -517,18 +539,31 @@ void IntegerEngine::conv_pointwise_quads(const IntOp& op, size_t index, const Co
 }
 
 // A 1x1 convolution on the 8-bit path followed by the depthwise convolution that alone reads its
-// output (MobileNet's expand -> depthwise), run block of channels by block of channels: each
-// block's expanded planes are written (every activation keeps its codes) and convolved while they
-// are still in the core's cache, instead of the whole expanded activation (several MB at 56-112 px)
-// going out to memory and back. The same kernels on the same codes: the same integers.
+// output (MobileNet's expand -> depthwise), run block of channels by block of channels: the tiles
+// write each block's expanded planes as bytes into the thread's own buffer, and the depthwise
+// kernel on 8-bit codes convolves them from there while they are still in the core's cache,
+// instead of the whole expanded activation (several MB at 56-112 px) going out to memory as int16
+// codes and back. The same kernels on the same codes: the same integers.
 bool IntegerEngine::fuses_with_next(size_t index) const {
-  if (!fuse_ || index + 1 >= model_.ops.size() || weight_quads_[index].words.empty() || !reads_once_[index]) return false;
+  // Depthwise layers that conv_general runs with images innermost stay unfused.
+  return fuse_ && fusable_[index] &&
+         !runs_images_inner(model_.ops[index + 1], batch_, model_.activations[model_.ops[index + 1].output].width, isa_);
+}
+
+// The batch-independent part of fuses_with_next (the constructor's, once per op).
+bool IntegerEngine::fusable(size_t index) const {
+  if (index + 1 >= model_.ops.size() || weight_quads_[index].words.empty() || !reads_once_[index]) return false;
   const IntOp& op = model_.ops[index];
   const IntOp& next = model_.ops[index + 1];
   if (op.kind != OpKind::kConv || op.table.defined() || (op.ternary && !ternary_dot_)) return false;
-  if (next.kind != OpKind::kConv || !is_depthwise(next) || next.input != op.output) return false;
-  // Depthwise layers that conv_general runs with images innermost stay unfused.
-  return !runs_images_inner(next, batch_, model_.activations[next.output].width, isa_);
+  if (next.kind != OpKind::kConv || !is_depthwise(next) || next.input != op.output || next.kernel != 3) return false;
+  for (int64_t c = 0; c < next.out_channels; ++c)  // every channel on the 8-bit depthwise kernel
+    if (!kernels::depthwise_bytes_apply(next.stride, {static_cast<int32_t>(next.acc_shift), next.bias.data_ptr<int32_t>()[c],
+                                                      next.multiplier.data_ptr<int32_t>()[c],
+                                                      next.right_shift.data_ptr<int32_t>()[c], next.clamp_lo, next.clamp_hi},
+                                        isa_))
+      return false;
+  return true;
 }
 
 void IntegerEngine::conv_expand_depthwise(size_t index, double* expand_seconds, double* depthwise_seconds) {
@@ -552,21 +587,29 @@ void IntegerEngine::conv_expand_depthwise(size_t index, double* expand_seconds, 
   const int64_t rows = fused_block_rows(op.out_channels, p.out_pixels);
   const int64_t channel_blocks = (op.out_channels + rows - 1) / rows;
   const kernels::QuadWeights& w = weight_quads_[index];
+  const bool byte_offset = !model_.activations[op.output].is_unsigned;
   std::atomic<int64_t> tile_ns{0}, depthwise_ns{0};
   for_channels(parallel_, channel_blocks, rows * (quads + 9) * p.out_pixels, [&](int64_t k0, int64_t k1) {
+    uint8_t* block = thread_block_bytes(rows * p.out_pixels);  // [channel - c0][image][pixel]
     for (int64_t k = k0; k < k1; ++k) {
       const int64_t c0 = k * rows, c1 = std::min(op.out_channels, c0 + rows);
       const auto t1 = Clock::now();
       for (int64_t b = 0; b < pixel_blocks; ++b) {
         const int64_t p0 = b * kTilePixels, count = std::min(kTilePixels, pixels - p0);
         const int64_t padded = kernels::padded_pixels(count);
-        for (int64_t r = c0; r < c1; r += kTileRows)
+        for (int64_t r = c0; r < c1; r += kTileRows) {
+          kernels::TileOutput out = p.tile_output(op, r, p0, count);
+          out.out_bytes = block + (r - c0) * p.out_pixels + p0;
+          out.byte_offset = byte_offset;
           kernels::pointwise_quad_tile_requantized(packed + b * block_codes, padded, quads, w.words.data() + r * quads,
-                                                   w.start.data() + r, 0, static_cast<int>(padded / 16),
-                                                   p.tile_output(op, r, p0, count), isa_);
+                                                   w.start.data() + r, 0, static_cast<int>(padded / 16), out, isa_);
+        }
       }
+      if (options_.keep_activations)
+        for (int64_t i = 0; i < (c1 - c0) * p.out_pixels; ++i)
+          p.y[c0 * p.out_pixels + i] = static_cast<int16_t>(block[i] - (byte_offset ? 128 : 0));
       const auto t2 = Clock::now();
-      depthwise_channels(dw, pd, c0, c1);
+      depthwise_channels(dw, pd, c0, c1, block);
       tile_ns += std::chrono::duration_cast<std::chrono::nanoseconds>(t2 - t1).count();
       depthwise_ns += std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now() - t2).count();
     }
@@ -582,12 +625,12 @@ void IntegerEngine::conv_expand_depthwise(size_t index, double* expand_seconds, 
 }
 
 // Output channels per block of conv_expand_depthwise: a multiple of the tile's rows whose expanded
-// planes (int16 codes) take at most about 128 KB, and, when the channels are split over threads,
+// planes (bytes) take at most about 128 KB, and, when the channels are split over threads,
 // as many blocks per thread (else up to one block's time is lost waiting at the end of the layer).
 int64_t IntegerEngine::fused_block_rows(int64_t channels, int64_t out_pixels) const {
   using kernels::kTileRows;
   constexpr int64_t kBlockBytes = int64_t{128} << 10;
-  const int64_t widest = std::clamp<int64_t>(kBlockBytes / (2 * out_pixels) / kTileRows * kTileRows, kTileRows, 32);
+  const int64_t widest = std::clamp<int64_t>(kBlockBytes / out_pixels / kTileRows * kTileRows, kTileRows, 32);
   const int64_t threads = parallel_ ? at::get_num_threads() : 1;
   if (threads <= 1) return widest;
   for (int64_t rows = widest; rows >= kTileRows; rows -= kTileRows)
@@ -697,8 +740,10 @@ void IntegerEngine::conv_depthwise(const IntOp& op, const ConvPlanes& p) {
 // Depthwise channels [c0, c1) of every image: each [image] plane is padded into the calling thread's
 // own buffer (which stays in cache; its border and slack stay zero, as every plane rewrites the same
 // interior), then convolved and requantized from there (kernels::depthwise_plane, or the 8-bit
-// kernels::depthwise_plane3_bytes on AVX-512 VNNI).
-void IntegerEngine::depthwise_channels(const IntOp& op, const ConvPlanes& p, int64_t c0, int64_t c1) {
+// kernels::depthwise_plane3_bytes on AVX-512 VNNI). With `bytes` the input codes come as bytes,
+// [c - c0][image][pixel] (conv_expand_depthwise's block; every channel then takes the 8-bit kernel).
+void IntegerEngine::depthwise_channels(const IntOp& op, const ConvPlanes& p, int64_t c0, int64_t c1,
+                                       const uint8_t* bytes) {
   const auto& in = model_.activations[op.input];
   const auto& out = model_.activations[op.output];
   const int64_t pad = op.padding, pw = in.width + 2 * pad, plane = (in.height + 2 * pad) * pw;
@@ -710,20 +755,26 @@ void IntegerEngine::depthwise_channels(const IntOp& op, const ConvPlanes& p, int
   uint8_t* padded_bytes = nullptr;  // the 8-bit kernel's copy (kernels::depthwise_plane3_bytes)
   for (int64_t c = c0; c < c1; ++c) {
     const kernels::PlaneRequant r{p.acc_shift, p.bias[c], p.mult[c], p.shift[c], p.lo, p.hi};
-    const bool bytes = k == 3 && kernels::depthwise_bytes_apply(op.stride, r, p.isa);
-    if (bytes && padded_bytes == nullptr) {
+    const bool on_bytes = k == 3 && kernels::depthwise_bytes_apply(op.stride, r, p.isa);
+    if (on_bytes && padded_bytes == nullptr) {
       padded_bytes = thread_bytes(plane + kernels::kByteSlack);
       std::fill(padded_bytes, padded_bytes + plane + kernels::kByteSlack, offset ? 128 : 0);
     }
-    if (!bytes && padded == nullptr) {
+    if (!on_bytes && padded == nullptr) {
       padded = thread_codes(plane + kernels::kPlaneSlack);
       std::fill(padded, padded + plane + kernels::kPlaneSlack, 0);
     }
     for (int64_t b = 0; b < batch_; ++b) {
       const int16_t* codes = p.x + (c * batch_ + b) * in_pixels;
       int16_t* plane_out = p.y + c * p.out_pixels + b * out_pixels;
-      if (bytes) {
+      if (bytes != nullptr) {
+        const uint8_t* src = bytes + ((c - c0) * batch_ + b) * in_pixels;
+        for (int64_t row = 0; row < in.height; ++row)
+          std::memcpy(padded_bytes + (row + pad) * pw + pad, src + row * in.width, in.width);
+      } else if (on_bytes) {
         kernels::copy_rows_bytes(codes, in.width, in.height, in.width, padded_bytes + pad * pw + pad, pw, offset, p.isa);
+      }
+      if (on_bytes) {
         kernels::depthwise_plane3_bytes(padded_bytes, pw, w + c * k * k, offset, op.stride, out.height, out.width, r,
                                         plane_out, p.isa);
         continue;

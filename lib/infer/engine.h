@@ -38,6 +38,10 @@ struct EngineOptions {
   // over all channels, instead of together block of channels by block (engine.cpp:
   // conv_expand_depthwise; the 8-bit path only), for comparing the two (`prom-bench infer --no-fuse`).
   bool fuse_expand_depthwise = true;
+  // Fused expand layers (above) hand their codes to the depthwise layer as bytes in cache and do not
+  // write their own activation, which activation() then refuses; true writes it as well (the tests
+  // compare every layer's codes).
+  bool keep_activations = false;
 };
 
 class IntegerEngine {
@@ -63,7 +67,8 @@ class IntegerEngine {
   // How 1x1 convolutions run: "vpdpbusd, 8-bit codes", "vpdpwssd, int16 pairs", "madd, int16 pairs"
   // (AVX2), or "reference kernels" (portable; ternary layers then take additions only).
   const char* pointwise_kernel_name() const;
-  // Integer codes of graph activation `id` for the last image of the last run (planes [C][H*W]); for tests.
+  // Integer codes of graph activation `id` for the last image of the last run (planes [C][H*W]); for
+  // tests. Throws for a fused expand layer's output unless EngineOptions::keep_activations.
   std::vector<int16_t> activation(size_t id) const;
   // Images per batch that run() processes together.
   int64_t batch_capacity() const { return capacity_; }
@@ -77,6 +82,7 @@ class IntegerEngine {
   void conv(const graph::IntOp& op, size_t index);
   void count_conv(const graph::IntOp& op, size_t index, int64_t nonzero, int64_t out_pixels);
   bool fuses_with_next(size_t index) const;
+  bool fusable(size_t index) const;
   void conv_expand_depthwise(size_t index, double* expand_seconds, double* depthwise_seconds);
   int64_t fused_block_rows(int64_t channels, int64_t out_pixels) const;
   int64_t conv_ternary_pointwise(const graph::IntOp& op, size_t index, const ConvPlanes& planes);  // -> non-zeros
@@ -86,7 +92,8 @@ class IntegerEngine {
   void conv_general(const graph::IntOp& op, const ConvPlanes& planes);
   bool conv_bytes(const graph::IntOp& op, const ConvPlanes& planes);
   void conv_depthwise(const graph::IntOp& op, const ConvPlanes& planes);
-  void depthwise_channels(const graph::IntOp& op, const ConvPlanes& planes, int64_t c0, int64_t c1);
+  void depthwise_channels(const graph::IntOp& op, const ConvPlanes& planes, int64_t c0, int64_t c1,
+                          const uint8_t* bytes = nullptr);
   void conv_images_inner(const graph::IntOp& op, const ConvPlanes& planes, int64_t plane);
   void apply_table(size_t index, int64_t n);
   void add(const graph::IntOp& op, size_t index);
@@ -116,6 +123,8 @@ class IntegerEngine {
   std::vector<int32_t> image_words_;  // the classifier's input codes packed as a tile's weight pairs
   std::vector<std::vector<quant::arith::FoldedRequant>> folded_;  // per 1x1 op whose channels all fold, else empty
   std::vector<bool> reads_once_;  // per op: its output is read by one op only (and is not the logits)
+  std::vector<bool> fusable_;     // per op: fuses_with_next but for the batch size
+  std::vector<bool> written_;     // per activation: the last batch wrote its codes (see keep_activations)
   std::vector<uint8_t> packed_;   // conv_expand_depthwise: the 1x1 layer's whole input, packed
   std::vector<uint8_t> padded_bytes_;  // conv_bytes: every input plane padded, as bytes
   std::vector<int16_t> padded_;  // zero-padded input planes of a stem/depthwise convolution: [C][image][plane]

@@ -15,6 +15,7 @@ namespace prom::infer::kernels {
 using quant::arith::acc_lanes512;
 using quant::arith::AccLanes512;
 using quant::arith::requantize_acc32;
+using quant::arith::store_code_bytes32;
 using quant::arith::store_codes32;
 #endif
 
@@ -267,7 +268,9 @@ PROM_VNNI __attribute__((always_inline)) inline void store_requantized_avx512(__
                                               : acc_lanes512(o.acc_shift, o.bias[r], o.multiplier[r], o.right_shift[r], o.lo, o.hi);
     for (int v = 0; v < V && 16 * v < o.pixels; v += 2) {  // two vectors per requantization (an odd last one twice)
       const __m512i codes = requantize_acc32<false>(a[r][v], a[r][v + 1 < V ? v + 1 : v], l);
-      store_codes32(o.out + r * o.plane + 16 * v, codes, std::min<int64_t>(o.pixels - 16 * v, 16 * (V - v)));
+      const int64_t count = std::min<int64_t>(o.pixels - 16 * v, 16 * (V - v));
+      if (o.out_bytes != nullptr) store_code_bytes32(o.out_bytes + r * o.plane + 16 * v, codes, o.byte_offset, count);
+      else store_codes32(o.out + r * o.plane + 16 * v, codes, count);
     }
   }
 }
@@ -314,9 +317,15 @@ bool requantize_in_registers(const TileOutput& o, Isa isa) {
 }
 
 void requantize_tile(const int32_t* acc, const TileOutput& o, Isa isa) {
-  for (int64_t r = 0; r < o.rows; ++r)
+  alignas(64) int16_t codes[kTilePixels];  // a row's codes on their way to out_bytes
+  for (int64_t r = 0; r < o.rows; ++r) {
+    int16_t* row = o.out_bytes != nullptr ? codes : o.out + r * o.plane;
     requantize(acc + r * kTilePixels, o.pixels, o.acc_shift, o.bias[r], o.multiplier[r], o.right_shift[r], o.lo, o.hi,
-               o.out + r * o.plane, isa);
+               row, isa);
+    if (o.out_bytes == nullptr) continue;
+    for (int64_t j = 0; j < o.pixels; ++j)
+      o.out_bytes[r * o.plane + j] = static_cast<uint8_t>(codes[j] + (o.byte_offset ? 128 : 0));
+  }
 }
 
 }  // namespace

@@ -45,6 +45,11 @@ struct TileOutput {
   // The tile's channels' requantizations folded (quant::arith::fold_requantization), precomputed
   // where every channel of the layer folds; nullptr: AVX-512 VNNI folds (or not) per tile.
   const quant::arith::FoldedRequant* folded = nullptr;
+  // Where set, the codes go here as bytes instead of to `out` (same plane layout): unsigned codes as
+  // they are, signed ones + 128 (byte_offset), as the 8-bit kernels read them. conv_expand_depthwise
+  // writes its block of expanded planes so, for the depthwise layer to read from cache.
+  uint8_t* out_bytes = nullptr;
+  bool byte_offset = false;
 };
 
 // pointwise_tile, then requantization into `out`. AVX-512 VNNI requantizes from the registers.

@@ -142,6 +142,15 @@ __attribute__((target("avx512f,avx512bw"))) inline void store_codes32(int16_t* o
   else if (count > 0) _mm512_mask_storeu_epi16(out, static_cast<__mmask32>((uint32_t{1} << count) - 1), codes);
 }
 
+// The same as bytes: the codes + 128 where `offset` (signed codes; unsigned ones are bytes as they
+// are), narrowed by vpmovwb (which keeps the low byte: the value itself, 0-255).
+__attribute__((target("avx512f,avx512bw"))) inline void store_code_bytes32(uint8_t* out, __m512i codes, bool offset,
+                                                                          int64_t count) {
+  if (count <= 0) return;
+  const __mmask32 mask = count >= 32 ? ~__mmask32{0} : static_cast<__mmask32>((uint32_t{1} << count) - 1);
+  _mm512_mask_cvtepi16_storeu_epi8(out, mask, _mm512_add_epi16(codes, _mm512_set1_epi16(offset ? 128 : 0)));
+}
+
 // arith::rounding_shift_right with a shift per lane, any |p| < 2^63: floor(p / 2^s) rounded up when
 // the remainder passes half or equals it with the floor odd (ties to even); p where s == 0, 0 where
 // s >= 63 (the scalar reference's cases). For callers whose lanes hold different channels.
