@@ -598,19 +598,49 @@ PROM_AVX512_VNNI __attribute__((always_inline)) inline void stride2_byte_sums512
       sums[h] = _mm512_dpbusd_epi32(sums[h], _mm512_loadu_si512(x + (2 * oy + ky) * width + 2 * ox + 2 * h), taps[ky]);
 }
 
-// stride1_byte_sums512's 64 accumulators requantized into output order and the first `left` stored:
-// the packs of (0, 1) and (2, 3) hold sums[d]'s q[4L .. 4L+3] at word 8L + 4 (d % 2) of their
-// 128-bit lane L; vpermt2w gathers output 4j + d from there.
-PROM_AVX512_VNNI __attribute__((always_inline)) inline void store_requantized64(int16_t* out, int64_t left,
-                                                                                 const __m512i (&sums)[4],
-                                                                                 const AccLanes512& l) {
+// stride1_byte_sums512's 64 accumulators requantized into output order, codes[0] outputs 0-31 and
+// codes[1] 32-63: the packs of (0, 1) and (2, 3) hold sums[d]'s q[4L .. 4L+3] at word 8L + 4 (d % 2)
+// of their 128-bit lane L; vpermt2w gathers output 4j + d from there.
+PROM_AVX512_VNNI __attribute__((always_inline)) inline void requantized64(const __m512i (&sums)[4], const AccLanes512& l,
+                                                                           __m512i (&codes)[2]) {
   alignas(64) static constexpr int16_t kFirst[32] = {0, 4, 32, 36, 1, 5, 33, 37, 2, 6, 34, 38, 3, 7, 35, 39, 8, 12, 40, 44, 9, 13, 41, 45, 10, 14, 42, 46, 11, 15, 43, 47};
   alignas(64) static constexpr int16_t kSecond[32] = {16, 20, 48, 52, 17, 21, 49, 53, 18, 22, 50, 54, 19, 23, 51, 55, 24, 28, 56, 60, 25, 29, 57, 61, 26, 30, 58, 62, 27, 31, 59, 63};
   const __m512i p01 = _mm512_packs_epi32(requantize_acc16(sums[0], l), requantize_acc16(sums[1], l));
   const __m512i p23 = _mm512_packs_epi32(requantize_acc16(sums[2], l), requantize_acc16(sums[3], l));
   const auto clamp = [&](__m512i v) PROM_AVX512_VNNI_LAMBDA { return _mm512_min_epi16(_mm512_max_epi16(v, l.lo16), l.hi16); };
-  store_codes32(out, clamp(_mm512_permutex2var_epi16(p01, _mm512_load_si512(kFirst), p23)), left);
-  if (left > 32) store_codes32(out + 32, clamp(_mm512_permutex2var_epi16(p01, _mm512_load_si512(kSecond), p23)), left - 32);
+  codes[0] = clamp(_mm512_permutex2var_epi16(p01, _mm512_load_si512(kFirst), p23));
+  codes[1] = clamp(_mm512_permutex2var_epi16(p01, _mm512_load_si512(kSecond), p23));
+}
+
+// requantized64's codes, the first `left` stored.
+PROM_AVX512_VNNI __attribute__((always_inline)) inline void store_requantized64(int16_t* out, int64_t left,
+                                                                                 const __m512i (&sums)[4],
+                                                                                 const AccLanes512& l) {
+  __m512i codes[2];
+  requantized64(sums, l, codes);
+  store_codes32(out, codes[0], left);
+  if (left > 32) store_codes32(out + 32, codes[1], left - 32);
+}
+
+// 32 codes of a plane computed flattened, `width` values per row of which the first out_w are
+// outputs, at flat positions f .. f + 31: each row's segment stored into out [out_h][out_w] by a
+// masked store straight from the register (lanes j .. j + len - 1 to the segment's place). A flat
+// buffer copied row by row instead stalled on store forwarding (its rows were read back at once).
+PROM_AVX512_VNNI __attribute__((always_inline)) inline void store_flat_rows32(int16_t* out, int64_t out_w, int64_t width,
+                                                                               int64_t out_h, int64_t f, __m512i codes) {
+  int64_t row = f / width, col = f % width, j = 0;
+  while (j < 32 && row < out_h) {
+    if (col >= out_w) {  // the row's padding columns
+      j += width - col, ++row, col = 0;
+      continue;
+    }
+    const int64_t len = std::min(out_w - col, 32 - j);
+    const auto mask = static_cast<__mmask32>(((uint64_t{1} << len) - 1) << j);
+    // Lane j lands on (row, col): the base is j values before it (only the masked lanes are written).
+    auto* base = reinterpret_cast<int16_t*>(reinterpret_cast<uintptr_t>(out + row * out_w + col) - 2 * j);
+    _mm512_mask_storeu_epi16(base, mask, codes);
+    j += len, col += len;
+  }
 }
 
 // P padded planes of bytes (row length `width`, plane_stride bytes apart, weights w[P][9]) -> the
@@ -644,12 +674,13 @@ PROM_AVX512_VNNI void planes3_bytes_avx512(const uint8_t* x, int64_t plane_strid
   };
   __m512i sums[4];
   if (out_w < 48) {
-    int16_t* flat = flat_codes(out_h * width + 64);
+    __m512i codes[2];
     for (int64_t q = 0; q < out_h * width; q += 64) {
       sums1(q, sums);
-      store_requantized64(flat + q, 64, sums, lanes);
+      requantized64(sums, lanes, codes);
+      store_flat_rows32(out, out_w, width, out_h, q, codes[0]);
+      store_flat_rows32(out, out_w, width, out_h, q + 32, codes[1]);
     }
-    copy_rows_avx512(flat, width, out_h, out_w, out, out_w);
     return;
   }
   for (int64_t oy = 0; oy < out_h; ++oy)
