@@ -176,7 +176,8 @@ TEST_CASE("ternary packing round-trips in 2-bit and base-3 layouts", "[export]")
   CHECK_THROWS_WITH(graph::unpack_ternary(bad.data(), 1, 5, "base3", "m.prom"), Contains("invalid base-3"));
 }
 
-TEST_CASE("the integer engine computes exactly what the fake-quant model computes", "[export]") {
+TEST_CASE("the integer engine computes exactly what the fake-quant model computes, and refuses an input of the "
+          "wrong shape", "[export]") {
   for (std::string name : {"prom", "w8a8", "all_ternary"}) {
     INFO(name);
     QatFixture f(name);
@@ -191,6 +192,14 @@ TEST_CASE("the integer engine computes exactly what the fake-quant model compute
     // Not a constant function (equal constants would prove nothing). Under the sanitizers the fixture
     // trains 3 steps instead of 25, so the spread is small but never zero.
     CHECK(fq.max().item<double>() > fq.min().item<double>());
+    if (name != "prom") continue;
+    // An input of the wrong size, channel count or rank: one error naming the shape the model takes.
+    const auto codes = engine.quantize_input(f.images);
+    const int64_t n = codes.size(0), size = codes.size(2);
+    for (const auto& bad : {torch::zeros({n, 1, size, size}, torch::kInt16), torch::zeros({n, 3, size + 1, size}, torch::kInt16),
+                            torch::zeros({n, 3, size, size - 1}, torch::kInt16), torch::zeros({3, size, size}, torch::kInt16)})
+      CHECK_THROWS_WITH(engine.run(bad), Contains("integer engine: input must be [N, 3, " + std::to_string(size) + ", " +
+                                                  std::to_string(size) + "]"));
   }
 }
 
