@@ -198,15 +198,10 @@ int32_t* thread_acc(int64_t n) {
   return acc.data();
 }
 
-// Byte scratch of the calling thread (a padded plane of 8-bit codes), at least `n` values.
+// Byte scratch of the calling thread, at least `n` values; one buffer per Slot: 0 a padded plane of
+// 8-bit codes (depthwise_channels), 1 conv_expand_depthwise's block of expanded planes.
+template <int Slot>
 uint8_t* thread_bytes(int64_t n) {
-  thread_local std::vector<uint8_t> bytes;
-  if (static_cast<int64_t>(bytes.size()) < n) bytes.resize(n);
-  return bytes.data();
-}
-
-// A second byte scratch of the calling thread (conv_expand_depthwise's block of expanded planes).
-uint8_t* thread_block_bytes(int64_t n) {
   thread_local std::vector<uint8_t> bytes;
   if (static_cast<int64_t>(bytes.size()) < n) bytes.resize(n);
   return bytes.data();
@@ -590,7 +585,7 @@ void IntegerEngine::conv_expand_depthwise(size_t index, double* expand_seconds, 
   const bool byte_offset = !model_.activations[op.output].is_unsigned;
   std::atomic<int64_t> tile_ns{0}, depthwise_ns{0};
   for_channels(parallel_, channel_blocks, rows * (quads + 9) * p.out_pixels, [&](int64_t k0, int64_t k1) {
-    uint8_t* block = thread_block_bytes(rows * p.out_pixels);  // [channel - c0][image][pixel]
+    uint8_t* block = thread_bytes<1>(rows * p.out_pixels);  // [channel - c0][image][pixel]
     for (int64_t k = k0; k < k1; ++k) {
       const int64_t c0 = k * rows, c1 = std::min(op.out_channels, c0 + rows);
       const auto t1 = Clock::now();
@@ -757,7 +752,7 @@ void IntegerEngine::depthwise_channels(const IntOp& op, const ConvPlanes& p, int
     const kernels::PlaneRequant r{p.acc_shift, p.bias[c], p.mult[c], p.shift[c], p.lo, p.hi};
     const bool on_bytes = k == 3 && kernels::depthwise_bytes_apply(op.stride, r, p.isa);
     if (on_bytes && padded_bytes == nullptr) {
-      padded_bytes = thread_bytes(plane + kernels::kByteSlack);
+      padded_bytes = thread_bytes<0>(plane + kernels::kByteSlack);
       std::fill(padded_bytes, padded_bytes + plane + kernels::kByteSlack, offset ? 128 : 0);
     }
     if (!on_bytes && padded == nullptr) {
