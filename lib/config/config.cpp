@@ -108,6 +108,17 @@ void validate(const Config& c, const SeenKeys& seen) {
   if (!is_plain_name(c.run.name))
     fail("run.name", "'" + c.run.name + "' is not a plain folder name (no '/', not '.' or '..'): the run "
                      "directory is run.out_dir/run.name and prom writes nowhere else");
+  for (size_t i = 0; i < c.quant.rules.size(); ++i) {
+    const auto& w = c.quant.rules[i].weight;
+    if (w.scale != "fit_multiplier") continue;
+    const std::string key = "quant.rules[" + std::to_string(i) + "].weight.scale";
+    if (w.type != "int8") fail(key, "fit_multiplier is for int8 weights (a " + w.type + " weight has no scale to fit)");
+    if (w.learned) fail(key, "fit_multiplier does not combine with learned: true (an LSQ scale is trained, not fitted)");
+    if (w.granularity != "per_channel")
+      fail(key, "fit_multiplier needs granularity per_channel (each channel's scale fits its own multiplier)");
+    if (c.quant.requant == "fixed_point32")
+      fail(key, "fit_multiplier needs quant.requant short or power_of_two (a 32-bit multiplier needs no fitting)");
+  }
   const auto& syn = c.data.synthetic;
   const double image_bytes = syn.enabled ? 3.0 * syn.image_size * syn.image_size * 4
                                          : 3.0 * std::max(tt.crop, et.crop) * std::max(tt.crop, et.crop) * 4;

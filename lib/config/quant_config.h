@@ -13,6 +13,12 @@ struct WeightQuantConfig {
   std::string method = "absmean";           // ternary: absmean (BitNet b1.58) | twn (0.7 mean|W| threshold)
   std::string granularity = "per_channel";  // per_channel (one scale per output channel) | per_tensor
   bool learned = false;                     // int8: learned scale (LSQ) instead of max|W|/127
+  // int8: how the per-channel scale is chosen. max: max|W| / 127. fit_multiplier: the smallest scale
+  // >= max|W| / 127 whose requantization multiplier already has quant.requant's significant bits (a
+  // power of two for power_of_two), so that shortening the multiplier changes nothing: the mantissa
+  // the multiplier loses moves into the weight codes (max |code| 64-127 instead of 127), and the
+  // layer's output keeps its exact gain instead of one off by up to a third.
+  std::string scale = "max";
   // ternary twn: the zero threshold delta = threshold * mean|W| (TWN's 0.7). Larger: more zero weights,
   // fewer additions (quant/quantizers.h); the energy report counts only the non-zero ones.
   double threshold = 0.7;
@@ -22,6 +28,7 @@ struct WeightQuantConfig {
     v.field("threshold", threshold, between(0.0, 4.0));
     v.field("granularity", granularity, one_of({"per_channel", "per_tensor"}));
     v.field("learned", learned);
+    v.field("scale", scale, one_of({"max", "fit_multiplier"}));
   }
 };
 

@@ -181,6 +181,14 @@ std::vector<ActivationQuantImpl*> preactivation_quantizers(model::ClassifierMode
   return pre;
 }
 
+torch::Tensor multiplier_per_weight_step(const model::LayerInfo& l, double s_in, double s_out) {
+  const std::vector<double> a = folded_affine(l).scale;
+  torch::Tensor f = torch::empty({l.out_channels}, torch::kFloat64);
+  auto acc = f.accessor<double, 1>();
+  for (int64_t c = 0; c < l.out_channels; ++c) acc[c] = std::abs(a[c]) * (s_in / s_out);
+  return f;
+}
+
 int requant_multiplier_bits(const config::QuantConfig& config) {
   if (config.requant == "power_of_two") return 1;
   if (config.requant == "short") return config.requant_bits;
@@ -221,6 +229,9 @@ IntLayer lower_layer(const model::LayerInfo& l, const LayerQuantIO& io) {
   auto* wq = dynamic_cast<WeightQuantizer*>(hook.get());
   if (!wq) refuse(l.name, "has float weights (int8 or ternary weights needed)");
   const torch::Tensor& w = l.conv ? l.conv->weight : l.linear->weight;
+  if (auto* fitted = dynamic_cast<Int8WeightImpl*>(wq); fitted && fitted->fits_multiplier())
+    fitted->set_multiplier_per_step(io.logits ? torch::Tensor()
+                                              : multiplier_per_weight_step(l, io.input_scale, io.output_scale));
   QuantizedWeight q = wq->quantize(w.detach());
   torch::Tensor codes = q.codes.to(torch::kCPU, torch::kInt8).clone();
 

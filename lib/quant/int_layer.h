@@ -47,6 +47,10 @@ struct FoldedAffine {
 };
 FoldedAffine folded_affine(const model::LayerInfo& layer);
 
+// |scale[c]| * s_in / s_out ([out] float64): a layer's requantization multiplier per unit of weight
+// scale, which a weight.scale: fit_multiplier quantizer fits its scales to (Int8WeightImpl).
+torch::Tensor multiplier_per_weight_step(const model::LayerInfo& layer, double s_in, double s_out);
+
 // Significant bits kept in requantization multipliers (quant.requant): 31 for fixed_point32 (the
 // full int32 mantissa), quant.requant_bits for short, 1 for power_of_two.
 int requant_multiplier_bits(const config::QuantConfig& config);

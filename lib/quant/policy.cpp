@@ -108,7 +108,7 @@ std::vector<LayerAssignment> apply_policy(model::ClassifierModel& model, const c
     if (node.layer < 0) continue;
     const auto& a = assignments[node.layer];
     const auto& layer = layers[node.layer];
-    auto w = make_weight_quantizer(a.weight, layer.out_channels);
+    auto w = make_weight_quantizer(a.weight, layer.out_channels, requant_multiplier_bits(config));
     std::shared_ptr<model::TensorHook> in = make_activation_quantizer(a.input, a.input_unsigned, momentum);
     const model::GraphNode& producer = graph.at(std::max(node.inputs[0] - 1, 0));  // node k writes tensor k + 1
     if (in && node.inputs[0] > 0 && producer.kind == model::NodeKind::kGlobalAvgPool) {

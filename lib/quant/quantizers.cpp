@@ -108,8 +108,8 @@ std::string TernaryWeightImpl::describe() const {
 
 // ---- int8 weights ----
 
-Int8WeightImpl::Int8WeightImpl(bool per_channel, bool learned, int64_t out_channels)
-    : per_channel_(per_channel), learned_(learned) {
+Int8WeightImpl::Int8WeightImpl(bool per_channel, bool learned, int64_t out_channels, int fit_bits)
+    : per_channel_(per_channel), learned_(learned), fit_bits_(fit_bits > 0 && fit_bits < 31 ? fit_bits : 0) {
   if (learned_) {
     scale_ = register_parameter("scale", torch::ones({per_channel_ ? out_channels : 1}));
     initialized_ = register_buffer("initialized", torch::zeros({1}));
@@ -119,7 +119,23 @@ Int8WeightImpl::Int8WeightImpl(bool per_channel, bool learned, int64_t out_chann
 
 torch::Tensor Int8WeightImpl::scale_of(const torch::Tensor& w) {
   torch::NoGradGuard no_grad;
-  return (grouped(w.to(torch::kFloat32), per_channel_).abs().amax(1) / 127.0).clamp_min(kEps);
+  torch::Tensor scale = (grouped(w.to(torch::kFloat32), per_channel_).abs().amax(1) / 127.0).clamp_min(kEps);
+  if (!fit_bits_ || !multiplier_per_step_.defined() || multiplier_per_step_.numel() != scale.numel()) return scale;
+  return fitted_weight_scale(scale, multiplier_per_step_.to(scale.device()), fit_bits_).to(torch::kFloat32);
+}
+
+torch::Tensor fitted_weight_scale(const torch::Tensor& scale, const torch::Tensor& f_in, int bits) {
+  torch::NoGradGuard no_grad;
+  torch::Tensor s = scale.to(torch::kFloat64);
+  if (bits >= 31) return s;
+  torch::Tensor f = f_in.to(s.device(), torch::kFloat64);
+  torch::Tensor fit = f > 0;
+  torch::Tensor m = torch::where(fit, s * f, torch::ones_like(s));
+  // m = mantissa * 2^e with the mantissa in [1, 2); keep `bits` significant bits, rounding up.
+  torch::Tensor e = torch::floor(torch::log2(m));
+  torch::Tensor unit = torch::exp2(e - (bits - 1));  // one step of the last kept bit
+  torch::Tensor fitted = torch::ceil(m / unit) * unit;
+  return torch::where(fit, fitted / torch::where(fit, f, torch::ones_like(f)), s);
 }
 
 torch::Tensor Int8WeightImpl::forward(const torch::Tensor& w_in) {
@@ -159,7 +175,9 @@ QuantizedWeight Int8WeightImpl::quantize(const torch::Tensor& w_in) {
 }
 
 std::string Int8WeightImpl::describe() const {
-  return std::string("int8 ") + (per_channel_ ? "per-channel" : "per-tensor") + (learned_ ? " LSQ" : " max");
+  const std::string scale =
+      learned_ ? " LSQ" : fit_bits_ ? " fit to " + std::to_string(fit_bits_) + "-bit multipliers" : " max";
+  return std::string("int8 ") + (per_channel_ ? "per-channel" : "per-tensor") + scale;
 }
 
 // ---- activations ----
@@ -257,7 +275,8 @@ std::string ActivationQuantImpl::describe() const {
   return std::string(unsigned_ ? "uint8" : "int8") + (learned_ ? " LSQ" : " EMA");
 }
 
-std::shared_ptr<WeightQuantizer> make_weight_quantizer(const config::WeightQuantConfig& c, int64_t out_channels) {
+std::shared_ptr<WeightQuantizer> make_weight_quantizer(const config::WeightQuantConfig& c, int64_t out_channels,
+                                                       int multiplier_bits) {
   bool per_channel = c.granularity == "per_channel";
   if (c.type == "ternary") {
     if (c.method != "twn" && c.threshold != 0.7)
@@ -265,7 +284,9 @@ std::shared_ptr<WeightQuantizer> make_weight_quantizer(const config::WeightQuant
     return std::make_shared<TernaryWeightImpl>(c.method == "twn", per_channel, c.threshold);
   }
   if (c.threshold != 0.7) throw Error("quant rule: weight.threshold applies to ternary twn weights, not " + c.type);
-  if (c.type == "int8") return std::make_shared<Int8WeightImpl>(per_channel, c.learned, out_channels);
+  if (c.type == "int8")
+    return std::make_shared<Int8WeightImpl>(per_channel, c.learned, out_channels,
+                                            c.scale == "fit_multiplier" ? multiplier_bits : 0);
   return nullptr;
 }
 

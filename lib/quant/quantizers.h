@@ -59,17 +59,28 @@ class TernaryWeightImpl : public WeightQuantizer {
 // Symmetric int8 weights: codes in [-127, 127], scale = max|W| / 127 per output channel or tensor,
 // through torch's fake_quantize_per_{channel,tensor}_affine (same grid, rounding and STE). With
 // `learned`, the scale is a parameter trained by LSQ (Esser et al. 2020) with its gradient scaling.
+// With `fit_bits` (weight.scale: fit_multiplier, per channel) each channel's scale is instead the
+// smallest one >= max|W| / 127 that makes its requantization multiplier f_c * scale a number of
+// `fit_bits` significant bits (fitted_weight_scale), f_c being set by set_multiplier_per_step.
 class Int8WeightImpl : public WeightQuantizer {
  public:
-  Int8WeightImpl(bool per_channel, bool learned, int64_t out_channels);
+  Int8WeightImpl(bool per_channel, bool learned, int64_t out_channels, int fit_bits = 0);
   torch::Tensor forward(const torch::Tensor& w) override;
   QuantizedWeight quantize(const torch::Tensor& w) override;
   std::string describe() const override;
   bool ternary() const override { return false; }
+  bool fits_multiplier() const { return fit_bits_ > 0; }
+  // f_c = |BN scale_c| * s_in / s_out ([out] float64): the requantization multiplier per unit of
+  // weight scale. Set from the current BatchNorm and activation scales before every forward
+  // (quant/requant_gains.h) and by the lowering (int_layer.h), like the gains: not state. Undefined:
+  // the max scale.
+  void set_multiplier_per_step(torch::Tensor f) { multiplier_per_step_ = std::move(f); }
 
  private:
   torch::Tensor scale_of(const torch::Tensor& w);  // [groups]
   bool per_channel_, learned_;
+  int fit_bits_ = 0;
+  torch::Tensor multiplier_per_step_;
   torch::Tensor scale_;        // LSQ parameter [groups]
   torch::Tensor initialized_;  // LSQ: 0 until the first forward sets the scale from the weights
   std::unique_ptr<CachedFlag> init_flag_;
@@ -144,8 +155,14 @@ class GridSnapImpl : public model::TensorHook {
   ActivationQuantImpl* source_;  // owned by the same block
 };
 
-// Factories from the policy's config.
-std::shared_ptr<WeightQuantizer> make_weight_quantizer(const config::WeightQuantConfig& c, int64_t out_channels);
+// The smallest scale >= `scale` whose multiplier `scale * f` has `bits` significant bits, elementwise
+// (float64; `scale` where f <= 0 or bits >= 31).
+torch::Tensor fitted_weight_scale(const torch::Tensor& scale, const torch::Tensor& f, int bits);
+
+// Factories from the policy's config. `multiplier_bits`: requant_multiplier_bits of the policy (the
+// bits a fit_multiplier scale fits).
+std::shared_ptr<WeightQuantizer> make_weight_quantizer(const config::WeightQuantConfig& c, int64_t out_channels,
+                                                       int multiplier_bits = 31);
 std::shared_ptr<ActivationQuantImpl> make_activation_quantizer(const config::ActQuantConfig& c, bool is_unsigned,
                                                                double momentum);
 

@@ -30,6 +30,25 @@ torch::Tensor conv_gains(const model::LayerInfo& l, double s_in, double s_out, i
   return gain;
 }
 
+// weight.scale: fit_multiplier: the int8 scales fit the multipliers of the current BatchNorm and
+// activation scales, as the lowering fits them (lower_layer), before the gains read them.
+void fit_int8_weight_scales(model::ClassifierModel& net, const std::vector<ActivationQuantImpl*>& q,
+                            const std::vector<ActivationQuantImpl*>& pre) {
+  const auto& graph = net.graph();
+  for (size_t i = 0; i < graph.size(); ++i) {
+    const auto& node = graph[i];
+    if (node.layer < 0) continue;
+    const model::LayerInfo& l = net.layers()[node.layer];
+    auto hook = l.conv ? l.conv->weight_hook : l.linear->weight_hook;
+    auto* fitted = dynamic_cast<Int8WeightImpl*>(hook.get());
+    if (!fitted || !fitted->fits_multiplier()) continue;
+    const ActivationQuantImpl* in = q[node.inputs[0]];
+    const ActivationQuantImpl* out = pre[i] ? pre[i] : q[node.output];  // none: the logits, not requantized
+    fitted->set_multiplier_per_step(ready(in) && ready(out) ? multiplier_per_weight_step(l, in->scale(), out->scale())
+                                                            : torch::Tensor());
+  }
+}
+
 }  // namespace
 
 double shortened_multiplier_gain(double m, int bits) {
@@ -50,6 +69,7 @@ void set_requant_gains(model::ClassifierModel& net, int bits) {
     for (auto* a : *list)
       if (a) a->set_gains({}, {});
   if (bits >= 31) return;
+  fit_int8_weight_scales(net, q, pre);
   const auto& graph = net.graph();
   for (size_t i = 0; i < graph.size(); ++i) {
     const auto& node = graph[i];

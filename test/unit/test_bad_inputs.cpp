@@ -343,6 +343,17 @@ TEST_CASE("bad config files, includes and overrides: exit 2 naming file, line an
        {"{dir}/c.yaml:8: quant.requant: 'pow3' is not one of"}},
       {"short multipliers too short", [](Scratch& s) { return train("-c " + s.tiny("quant: {requant: short, requant_bits: 1}\n")); }, 2,
        {"{dir}/c.yaml:8: quant.requant_bits: value 1 is out of range"}},
+      {"int8 scale fitted on ternary weights",
+       [](Scratch& s) {
+         return train("-c " + s.tiny("quant: {enabled: true, requant: power_of_two, rules: [{roles: [pointwise_expand], "
+                                     "weight: {type: ternary, scale: fit_multiplier}}]}\n"));
+       },
+       2, {"quant.rules[0].weight.scale: fit_multiplier is for int8 weights"}},
+      {"int8 scale fitted to 32-bit multipliers",
+       [](Scratch& s) {
+         return train("-c " + s.tiny("quant: {enabled: true, rules: [{roles: [stem], weight: {type: int8, scale: fit_multiplier}}]}\n"));
+       },
+       2, {"quant.rules[0].weight.scale: fit_multiplier needs quant.requant short or power_of_two"}},
       {"base includes itself", [](Scratch& s) { return train("-c " + s.write("self.yaml", "base: self.yaml\n")); }, 2,
        {"self.yaml: 'base' includes form a cycle"}},
       {"base file missing", [](Scratch& s) { return train("-c " + s.write("b.yaml", "base: nothere.yaml\n")); }, 2,
@@ -974,9 +985,9 @@ TEST_CASE("bad Fashion-MNIST IDX files: exit 1 naming the file, earlier output k
 
 // The README quotes the table's size; a case added or lost changes it here and there.
 #ifdef PROM_TEST_WITH_DATA
-constexpr int kTableCases = 206;
+constexpr int kTableCases = 208;
 #else
-constexpr int kTableCases = 175;  // without the 31 image and IDX cases (no data pipeline)
+constexpr int kTableCases = 177;  // without the 31 image and IDX cases (no data pipeline)
 #endif
 
 TEST_CASE("bad-input table: every case ran, as many as the README quotes", "[bad_input]") {

@@ -98,7 +98,8 @@ const std::vector<std::pair<std::string, std::string>> kPolicyVariants = {{"prom
                                                                         {"w8a8", "fixed_point32"},
                                                                         {"all_ternary", "fixed_point32"},
                                                                         {"prom", "short"},
-                                                                        {"prom", "power_of_two"}};
+                                                                        {"prom", "power_of_two"},
+                                                                        {"prom_lean", "power_of_two"}};
 
 // The energy report's analytic counts of `m`, checked op by op against what `engine` executed
 // (operation counts and the widths they run at).
@@ -938,6 +939,44 @@ TEST_CASE("short and power-of-two multipliers: the nearest with that many signif
   CHECK(arith::shorten_integer(5, 8) == 5);
 }
 
+namespace {
+
+// One conv channel of a QAT fixture: its lowered requantization multiplier, the exact one it stands
+// for, and the gain the simulated forward applies to it.
+struct ChannelRequant {
+  const quant::IntLayer* layer;
+  int64_t channel;
+  double lowered, exact, gain;
+};
+
+// Every non-constant conv channel of `f` (a constant one has no multiplier), with the requantization
+// gains set from the fixture's current scales first. The layers live as long as `f`.
+std::vector<ChannelRequant> conv_channel_requants(QatFixture& f) {
+  quant::set_requant_gains(*f.net, quant::requant_multiplier_bits(f.quant));
+  auto q = quant::tensor_quantizers(*f.net);
+  auto exact = std::dynamic_pointer_cast<quant::ExactForwardImpl>(f.net->exact_forward());
+  REQUIRE(exact);
+  const auto& lowered = exact->lowered_layers();
+  std::vector<ChannelRequant> out;
+  for (size_t i = 0; i < f.net->graph().size(); ++i) {
+    const auto& node = f.net->graph()[i];
+    if (node.kind != model::NodeKind::kConv) continue;
+    const quant::IntLayer& l = lowered[i];
+    const torch::Tensor gain = q[node.output]->producer_gain();
+    REQUIRE(gain.numel() == l.multiplier.numel());
+    const double s_in = q[node.inputs[0]]->scale(), s_out = q[node.output]->scale();
+    for (int64_t c = 0; c < gain.numel(); ++c) {
+      if (l.weight[c].abs().sum().item<int64_t>() == 0) continue;
+      const double lowered_m = quant::arith::multiplier_value({l.multiplier[c].item<int32_t>(), l.right_shift[c].item<int32_t>()});
+      const double exact_m = std::ldexp(l.weight_scale[c].item<double>() * s_in / s_out, -static_cast<int>(l.acc_shift));
+      out.push_back({&l, c, lowered_m, exact_m, gain[c].item<double>()});
+    }
+  }
+  return out;
+}
+
+}  // namespace
+
 TEST_CASE("short multipliers' gains equal the ratio of the lowered multiplier to the exact one, channel by channel",
           "[export]") {
   CHECK(quant::shortened_multiplier_gain(0.7, 1) == Approx(0.5 / 0.7).epsilon(1e-9));
@@ -948,30 +987,38 @@ TEST_CASE("short multipliers' gains equal the ratio of the lowered multiplier to
     INFO("requant " << requant);
     QatFixture f("prom", 32, requant);
     const int bits = quant::requant_multiplier_bits(f.quant);
-    quant::set_requant_gains(*f.net, bits);
-    auto q = quant::tensor_quantizers(*f.net);
-    auto exact = std::dynamic_pointer_cast<quant::ExactForwardImpl>(f.net->exact_forward());
-    REQUIRE(exact);
-    const auto& lowered = exact->lowered_layers();
-    int checked = 0;
-    for (size_t i = 0; i < f.net->graph().size(); ++i) {
-      const auto& node = f.net->graph()[i];
-      if (node.kind != model::NodeKind::kConv) continue;
-      const quant::IntLayer& l = lowered[i];
-      INFO(l.name);
-      const torch::Tensor gain = q[node.output]->producer_gain();
-      REQUIRE(gain.numel() == l.multiplier.numel());
-      const double s_in = q[node.inputs[0]]->scale(), s_out = q[node.output]->scale();
-      for (int64_t c = 0; c < gain.numel(); ++c) {
-        if (l.weight[c].abs().sum().item<int64_t>() == 0) continue;  // a constant channel: no multiplier
-        const double lowered_m = quant::arith::multiplier_value({l.multiplier[c].item<int32_t>(), l.right_shift[c].item<int32_t>()});
-        const double exact_m = std::ldexp(l.weight_scale[c].item<double>() * s_in / s_out, -static_cast<int>(l.acc_shift));
-        CHECK(gain[c].item<double>() == Approx(lowered_m / exact_m).epsilon(1e-5));  // weight_scale is float32
-        if (bits == 1) CHECK(std::abs(std::log2(lowered_m) - std::round(std::log2(lowered_m))) < 1e-12);
-        ++checked;
-      }
+    const auto channels = conv_channel_requants(f);
+    for (const ChannelRequant& r : channels) {
+      INFO(r.layer->name << " channel " << r.channel);
+      CHECK(r.gain == Approx(r.lowered / r.exact).epsilon(1e-5));  // weight_scale is float32
+      if (bits == 1) CHECK(std::abs(std::log2(r.lowered) - std::round(std::log2(r.lowered))) < 1e-12);
     }
-    CHECK(checked > 500);
+    CHECK(channels.size() > 500);
+  }
+}
+
+TEST_CASE("int8 scales fitted to short multipliers: nothing left to shorten (gain 1), codes at least half of 127",
+          "[export]") {
+  for (const std::string requant : {"power_of_two", "short"}) {
+    INFO("requant " << requant);
+    QatFixture f("prom_lean", 32, requant);
+    const int bits = quant::requant_multiplier_bits(f.quant);
+    // The fit rounds each multiplier up by less than one step of its last kept bit.
+    const double least_code = 127.0 / (1.0 + std::ldexp(1.0, 1 - bits)) - 0.5;
+    int fitted = 0, ternary_off = 0;
+    for (const ChannelRequant& r : conv_channel_requants(f)) {
+      INFO(r.layer->name << " channel " << r.channel);
+      if (r.layer->ternary) {
+        ternary_off += std::abs(r.gain - 1) > 1e-3;
+        continue;
+      }
+      CHECK(r.lowered == Approx(r.exact).epsilon(1e-6));
+      CHECK(r.gain == Approx(1.0).epsilon(1e-6));
+      CHECK(r.layer->weight[r.channel].abs().max().item<int64_t>() >= least_code);
+      ++fitted;
+    }
+    CHECK(fitted > 300);       // stem and depthwise channels
+    CHECK(ternary_off > 100);  // the ternary layers' multipliers are still shortened
   }
 }
 
