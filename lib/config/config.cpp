@@ -110,6 +110,9 @@ void validate(const Config& c, const SeenKeys& seen) {
                      "directory is run.out_dir/run.name and prom writes nowhere else");
   for (size_t i = 0; i < c.quant.rules.size(); ++i) {
     const auto& w = c.quant.rules[i].weight;
+    if (w.accumulator == "int16" && w.type != "ternary")
+      fail("quant.rules[" + std::to_string(i) + "].weight.accumulator",
+           "int16 is for ternary weights (an int8 layer's 3x3 or wider sums need int32)");
     if (w.scale != "fit_multiplier") continue;
     const std::string key = "quant.rules[" + std::to_string(i) + "].weight.scale";
     if (w.type != "int8") fail(key, "fit_multiplier is for int8 weights (a " + w.type + " weight has no scale to fit)");

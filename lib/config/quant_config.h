@@ -8,6 +8,9 @@
 
 namespace prom::config {
 
+// Non-zero ternary weights of one sign per output channel under accumulator: int16.
+constexpr int64_t kInt16TernaryPerSign = 128;
+
 struct WeightQuantConfig {
   std::string type = "none";                // none | ternary | int8
   std::string method = "absmean";           // ternary: absmean (BitNet b1.58) | twn (0.7 mean|W| threshold)
@@ -19,6 +22,12 @@ struct WeightQuantConfig {
   // the multiplier loses moves into the weight codes (max |code| 64-127 instead of 127), and the
   // layer's output keeps its exact gain instead of one off by up to a third.
   std::string scale = "max";
+  // ternary: the accumulator the layer's sums must provably fit. int32: no constraint. int16: at
+  // most kInt16TernaryPerSign (128) non-zero weights of each sign per output channel (the largest
+  // |W| kept), so that every partial sum of codes times int8 or uint8 inputs fits int16 (128 * 255
+  // = 32640): the energy report then charges 16-bit additions (accumulator-aware quantization, as
+  // A2Q, Colbert et al. 2023, does for int8 weights).
+  std::string accumulator = "int32";
   // ternary twn: the zero threshold delta = threshold * mean|W| (TWN's 0.7). Larger: more zero weights,
   // fewer additions (quant/quantizers.h); the energy report counts only the non-zero ones.
   double threshold = 0.7;
@@ -29,6 +38,7 @@ struct WeightQuantConfig {
     v.field("granularity", granularity, one_of({"per_channel", "per_tensor"}));
     v.field("learned", learned);
     v.field("scale", scale, one_of({"max", "fit_multiplier"}));
+    v.field("accumulator", accumulator, one_of({"int32", "int16"}));
   }
 };
 

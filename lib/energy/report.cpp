@@ -68,13 +68,24 @@ OpSpec layer_spec(const model::LayerInfo& l, const quant::LayerAssignment& a, co
   s.ternary = a.weight.type == "ternary";
   s.weights = l.is_linear ? l.in_channels * l.out_channels
                           : l.out_channels * (l.in_channels / l.groups) * l.kernel * l.kernel;
-  s.nonzero_weights = s.ternary ? static_cast<int64_t>(std::llround(ternary_density * s.weights)) : s.weights;
   s.float_params = summary.params;
   s.float_macs = summary.macs;
-  // Worst case: every non-zero weight of a row at its largest code, every input at its largest magnitude.
+  // Worst case: every non-zero weight of a row at its largest code, every input at its largest
+  // magnitude; under accumulator: int16 a row keeps at most kInt16TernaryPerSign of each sign.
   const int64_t row = s.weights / s.out_channels;
-  const int64_t nonzero_row = s.ternary ? std::min<int64_t>(row, std::llround(ternary_density * row)) : row;
-  const int64_t reach = nonzero_row * (s.ternary ? 1 : 127) * (a.input_unsigned ? 255 : 128);
+  const bool capped = s.ternary && a.weight.accumulator == "int16";
+  int64_t nonzero_row = s.ternary ? std::min<int64_t>(row, std::llround(ternary_density * row)) : row;
+  s.nonzero_weights = s.ternary ? static_cast<int64_t>(std::llround(ternary_density * s.weights)) : s.weights;
+  if (capped && nonzero_row > 2 * config::kInt16TernaryPerSign) {  // the cap binds: full rows of both signs
+    nonzero_row = 2 * config::kInt16TernaryPerSign;
+    s.nonzero_weights = nonzero_row * s.out_channels;
+  }
+  // The most non-zero codes of one sign a row can have; its sum reaches 255 each (uint8 inputs), or
+  // 128 each and 127 for the rest of the row (int8 inputs: -128 * -1, 127 * 1).
+  const int64_t one_sign = capped ? std::min<int64_t>(nonzero_row, config::kInt16TernaryPerSign) : nonzero_row;
+  const int64_t reach = !s.ternary          ? nonzero_row * 127 * (a.input_unsigned ? 255 : 128)
+                        : a.input_unsigned ? one_sign * 255
+                                           : one_sign * 128 + (nonzero_row - one_sign) * 127;
   s.widths.accumulator_bits = graph::accumulator_bits_for({-reach, reach});
   s.widths.requant_bits = l.is_linear ? 0 : multiplier_bits;
   return s;

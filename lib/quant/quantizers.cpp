@@ -51,6 +51,21 @@ struct FakeQuantPerTensor : public torch::autograd::Function<FakeQuantPerTensor>
   }
 };
 
+// Rows of ternary codes ([out, fan-in]) with at most `k` non-zero codes of each sign: those of the
+// largest |w| stay.
+torch::Tensor cap_codes_per_sign(const torch::Tensor& w, torch::Tensor codes, int64_t k) {
+  if (k <= 0 || codes.size(1) <= k) return codes;
+  const torch::Tensor abs = w.abs();
+  for (int sign : {1, -1}) {
+    const torch::Tensor of_sign = codes == sign;
+    if (!(of_sign.sum(1) > k).any().item<bool>()) continue;
+    const torch::Tensor kept_index = std::get<1>(torch::where(of_sign, abs, torch::full_like(abs, -1)).topk(k, 1));
+    const torch::Tensor kept = torch::zeros_like(of_sign).scatter_(1, kept_index, true);
+    codes = torch::where(of_sign & kept.logical_not(), torch::zeros_like(codes), codes);
+  }
+  return codes;
+}
+
 }  // namespace
 
 bool CachedFlag::get() const {
@@ -82,13 +97,17 @@ QuantizedWeight TernaryWeightImpl::quantize(const torch::Tensor& w_in) {
   torch::Tensor codes, scale;
   if (twn_) {
     torch::Tensor delta = threshold_ * abs.mean(1, true);
-    torch::Tensor mask = abs > delta;
-    codes = torch::sign(g) * mask;
-    torch::Tensor count = mask.sum(1, true).clamp_min(1);
-    scale = ((abs * mask).sum(1, true) / count).clamp_min(kEps);
+    codes = torch::sign(g) * (abs > delta);
   } else {
     scale = abs.mean(1, true).clamp_min(kEps);
     codes = torch::round(g * scale.reciprocal()).clamp(-1, 1);  // the rounding rule of quant/arithmetic.h
+  }
+  const auto rows = [&](const torch::Tensor& t) { return t.reshape({w.size(0), -1}); };
+  codes = cap_codes_per_sign(rows(w), rows(codes), max_per_sign_).reshape(g.sizes());
+  if (twn_) {  // the scale of the codes kept: the mean |W| where they are non-zero
+    torch::Tensor mask = codes != 0;
+    torch::Tensor count = mask.sum(1, true).clamp_min(1);
+    scale = ((abs * mask).sum(1, true) / count).clamp_min(kEps);
   }
   auto shape = broadcast_shape(w, per_channel_);
   return {codes.reshape(w.sizes()).to(torch::kInt8), scale.reshape(shape)};
@@ -103,7 +122,9 @@ torch::Tensor TernaryWeightImpl::forward(const torch::Tensor& w) {
 std::string TernaryWeightImpl::describe() const {
   std::string threshold;
   if (twn_ && threshold_ != 0.7) threshold = " threshold " + config::format_number(threshold_);
-  return std::string("ternary ") + (twn_ ? "twn" : "absmean") + threshold + (per_channel_ ? " per-channel" : " per-tensor");
+  const std::string cap = max_per_sign_ > 0 ? " at most " + std::to_string(max_per_sign_) + " per sign" : "";
+  return std::string("ternary ") + (twn_ ? "twn" : "absmean") + threshold + (per_channel_ ? " per-channel" : " per-tensor") +
+         cap;
 }
 
 // ---- int8 weights ----
@@ -281,7 +302,8 @@ std::shared_ptr<WeightQuantizer> make_weight_quantizer(const config::WeightQuant
   if (c.type == "ternary") {
     if (c.method != "twn" && c.threshold != 0.7)
       throw Error("quant rule: weight.threshold applies to method twn, not " + c.method);
-    return std::make_shared<TernaryWeightImpl>(c.method == "twn", per_channel, c.threshold);
+    return std::make_shared<TernaryWeightImpl>(c.method == "twn", per_channel, c.threshold,
+                                               c.accumulator == "int16" ? config::kInt16TernaryPerSign : 0);
   }
   if (c.threshold != 0.7) throw Error("quant rule: weight.threshold applies to ternary twn weights, not " + c.type);
   if (c.type == "int8")

@@ -44,8 +44,10 @@ class WeightQuantizer : public model::TensorHook {
 // Backward: identity straight-through (dL/dW = dL/dWq); the float latent W is what the optimizer updates.
 class TernaryWeightImpl : public WeightQuantizer {
  public:
-  TernaryWeightImpl(bool twn, bool per_channel, double threshold = 0.7)
-      : twn_(twn), per_channel_(per_channel), threshold_(threshold) {}
+  // max_per_sign > 0 (weight.accumulator: int16): per output channel, only the max_per_sign
+  // largest |W| of each sign keep a non-zero code.
+  TernaryWeightImpl(bool twn, bool per_channel, double threshold = 0.7, int64_t max_per_sign = 0)
+      : twn_(twn), per_channel_(per_channel), threshold_(threshold), max_per_sign_(max_per_sign) {}
   torch::Tensor forward(const torch::Tensor& w) override;
   QuantizedWeight quantize(const torch::Tensor& w) override;
   std::string describe() const override;
@@ -54,6 +56,7 @@ class TernaryWeightImpl : public WeightQuantizer {
  private:
   bool twn_, per_channel_;
   double threshold_;
+  int64_t max_per_sign_;
 };
 
 // Symmetric int8 weights: codes in [-127, 127], scale = max|W| / 127 per output channel or tensor,

@@ -354,6 +354,11 @@ TEST_CASE("bad config files, includes and overrides: exit 2 naming file, line an
          return train("-c " + s.tiny("quant: {enabled: true, rules: [{roles: [stem], weight: {type: int8, scale: fit_multiplier}}]}\n"));
        },
        2, {"quant.rules[0].weight.scale: fit_multiplier needs quant.requant short or power_of_two"}},
+      {"16-bit accumulator asked of int8 weights",
+       [](Scratch& s) {
+         return train("-c " + s.tiny("quant: {enabled: true, rules: [{roles: [stem], weight: {type: int8, accumulator: int16}}]}\n"));
+       },
+       2, {"quant.rules[0].weight.accumulator: int16 is for ternary weights"}},
       {"base includes itself", [](Scratch& s) { return train("-c " + s.write("self.yaml", "base: self.yaml\n")); }, 2,
        {"self.yaml: 'base' includes form a cycle"}},
       {"base file missing", [](Scratch& s) { return train("-c " + s.write("b.yaml", "base: nothere.yaml\n")); }, 2,
@@ -985,9 +990,9 @@ TEST_CASE("bad Fashion-MNIST IDX files: exit 1 naming the file, earlier output k
 
 // The README quotes the table's size; a case added or lost changes it here and there.
 #ifdef PROM_TEST_WITH_DATA
-constexpr int kTableCases = 208;
+constexpr int kTableCases = 209;
 #else
-constexpr int kTableCases = 177;  // without the 31 image and IDX cases (no data pipeline)
+constexpr int kTableCases = 178;  // without the 31 image and IDX cases (no data pipeline)
 #endif
 
 TEST_CASE("bad-input table: every case ran, as many as the README quotes", "[bad_input]") {

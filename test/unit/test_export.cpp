@@ -1172,6 +1172,34 @@ TEST_CASE("energy and storage report for the shipped ImageNet PROM config", "[ex
   CHECK(rep.total.bytes - rep3.total.bytes == packing_saving);
 }
 
+TEST_CASE("accumulator int16 in the ImageNet report: every ternary layer's sums 16-bit, rows capped at 256 non-zeros",
+          "[export]") {
+  auto c = config::load_config(test::source("configs/mobilenetv2_prom_lean_acc16_imagenet.yaml"));
+  auto uncapped = c;
+  for (auto& rule : uncapped.quant.rules) rule.weight.accumulator = "int32";
+  const double density = 0.576;
+  const auto specs = energy::specs_from_config(c, density), free = energy::specs_from_config(uncapped, density);
+  REQUIRE(specs.size() == free.size());
+  int capped_rows = 0, ternary = 0;
+  for (size_t i = 0; i < specs.size(); ++i) {
+    INFO(specs[i].name);
+    if (!specs[i].ternary) {
+      CHECK(specs[i].widths == free[i].widths);
+      continue;
+    }
+    ++ternary;
+    CHECK(specs[i].widths.accumulator_bits == 16);
+    const int64_t row = specs[i].weights / specs[i].out_channels;
+    const int64_t left = std::llround(density * row);
+    CHECK(specs[i].nonzero_weights == (left > 256 ? 256 * specs[i].out_channels : free[i].nonzero_weights));
+    capped_rows += left > 256;
+  }
+  CHECK(ternary == 34);  // 16 expansions, 17 projections, last_conv
+  CHECK(capped_rows == 6);  // the projections that read 576 and 960 channels
+  const auto rep = energy::make_report(specs, c.energy, "2bit"), rep_free = energy::make_report(free, c.energy, "2bit");
+  CHECK(rep.fp16_energy_ratio > rep_free.fp16_energy_ratio);
+}
+
 namespace {
 
 // Code mismatches between the exact fake-quant forward and the engine, over every graph tensor but

@@ -86,6 +86,44 @@ TEST_CASE("ternary weights take exactly the values {-s, 0, +s} per group", "[qua
   CHECK(density(1.0) == Approx(0.425).margin(0.02));
 }
 
+TEST_CASE("accumulator int16: at most 128 non-zero ternary codes of each sign per row, the largest |W| kept", "[quant]") {
+  torch::manual_seed(3);
+  // Rows of 600 inputs: ~175 codes of each sign at threshold 0.7, so the cap binds; the last row
+  // keeps 40 non-zeros only (the rest tiny), where it must change nothing.
+  auto w = torch::randn({6, 600, 1, 1});
+  w[5].slice(0, 40).mul_(1e-3);
+  const int64_t k = config::kInt16TernaryPerSign;
+  const auto free = quant::TernaryWeightImpl(true, true, 0.7).quantize(w);
+  quant::TernaryWeightImpl capped_q(true, true, 0.7, k);
+  const auto capped = capped_q.quantize(w);
+  const auto rows = w.reshape({6, -1});
+  for (int64_t r = 0; r < 6; ++r) {
+    INFO("row " << r);
+    const torch::Tensor c = capped.codes.reshape({6, -1})[r], f = free.codes.reshape({6, -1})[r];
+    for (int sign : {1, -1}) {
+      const int64_t before = f.eq(sign).sum().item<int64_t>(), after = c.eq(sign).sum().item<int64_t>();
+      CHECK(after == std::min(before, k));
+      if (before > k) {  // the kept ones are the largest |W| of that sign
+        const torch::Tensor abs = rows[r].abs();
+        CHECK(abs.masked_select(c.eq(sign)).min().item<float>() >= abs.masked_select(f.eq(sign) & c.ne(sign)).max().item<float>());
+      }
+    }
+    CHECK(torch::equal(c.ne(0) & f.ne(0), c.ne(0)));  // only zeros added, signs kept
+    // The scale is the mean |W| of the codes kept.
+    CHECK(capped.scale.flatten()[r].item<float>() ==
+          Approx(rows[r].abs().masked_select(c.ne(0)).mean().item<float>()).epsilon(1e-5));
+  }
+  CHECK(capped.codes.reshape({6, -1}).slice(0, 0, 5).ne(0).sum(1).eq(2 * k).all().item<bool>());
+  CHECK(torch::equal(capped.codes[5], free.codes[5]));
+  // Training uses the same codes.
+  CHECK(torch::equal(capped_q.forward(w).detach(), capped.codes.to(torch::kFloat32) * capped.scale));
+  config::WeightQuantConfig c;
+  c.type = "ternary";
+  c.method = "twn";
+  c.accumulator = "int16";
+  CHECK(quant::make_weight_quantizer(c, 6)->describe() == "ternary twn per-channel at most 128 per sign");
+}
+
 TEST_CASE("weight.threshold is refused where it does nothing: absmean or int8 weights", "[quant]") {
   config::WeightQuantConfig c;
   c.type = "ternary";
