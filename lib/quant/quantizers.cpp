@@ -57,8 +57,9 @@ torch::Tensor cap_codes_per_sign(const torch::Tensor& w, torch::Tensor codes, in
   if (k <= 0 || codes.size(1) <= k) return codes;
   const torch::Tensor abs = w.abs();
   for (int sign : {1, -1}) {
+    // No host-side test of whether any row exceeds k (a device sync per layer and step): topk over
+    // a row with k or fewer codes of the sign keeps them all.
     const torch::Tensor of_sign = codes == sign;
-    if (!(of_sign.sum(1) > k).any().item<bool>()) continue;
     const torch::Tensor kept_index = std::get<1>(torch::where(of_sign, abs, torch::full_like(abs, -1)).topk(k, 1));
     const torch::Tensor kept = torch::zeros_like(of_sign).scatter_(1, kept_index, true);
     codes = torch::where(of_sign & kept.logical_not(), torch::zeros_like(codes), codes);
@@ -151,12 +152,11 @@ torch::Tensor fitted_weight_scale(const torch::Tensor& scale, const torch::Tenso
   if (bits >= 31) return s;
   torch::Tensor f = f_in.to(s.device(), torch::kFloat64);
   torch::Tensor fit = f > 0;
-  torch::Tensor m = torch::where(fit, s * f, torch::ones_like(s));
+  f = torch::where(fit, f, torch::ones_like(f));  // channels without a multiplier keep `scale`
+  torch::Tensor m = s * f;
   // m = mantissa * 2^e with the mantissa in [1, 2); keep `bits` significant bits, rounding up.
-  torch::Tensor e = torch::floor(torch::log2(m));
-  torch::Tensor unit = torch::exp2(e - (bits - 1));  // one step of the last kept bit
-  torch::Tensor fitted = torch::ceil(m / unit) * unit;
-  return torch::where(fit, fitted / torch::where(fit, f, torch::ones_like(f)), s);
+  torch::Tensor unit = torch::exp2(torch::floor(torch::log2(m)) - (bits - 1));  // one step of the last kept bit
+  return torch::where(fit, torch::ceil(m / unit) * unit / f, s);
 }
 
 torch::Tensor Int8WeightImpl::forward(const torch::Tensor& w_in) {
